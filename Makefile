@@ -1,0 +1,66 @@
+# The two commands of the README: `make book` and `make test`. Both create the environment
+# when there is none. AEVB_PROFILE (smoke | book | paper) sets every training length.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.aevb-installed
+TORCH_PIN ?= torch==2.13.0
+AEVB_PROFILE ?= book
+SMOKE_BUILD := _build/smoke
+export AEVB_CACHE ?= $(CURDIR)/_build/cache
+
+.PHONY: help env book test test-unit test-notebooks test-browser lint format bench smoke-book clean
+
+help:
+	@echo "make book   build the HTML book into _build/html (profile: $(AEVB_PROFILE))"
+	@echo "make test   lint, unit tests, notebooks under nbval, and browser tests of the built book"
+	@echo "make bench  run benchmarks/ and write _build/bench/report.json"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_PIN)"
+	$(PY) -m pip install -q -e ".[book,test]"
+	touch $@
+
+env: $(STAMP)
+
+# The HTML book. Chapters are executed (cached in _build/.jupyter_cache, so an unchanged
+# chapter is not re-run); widgets are rendered as static explorers (no kernel needed).
+book: $(STAMP)
+	AEVB_PROFILE=$(AEVB_PROFILE) AEVB_WIDGETS=static $(BIN)/jupyter-book build . -W -n --keep-going
+	@test -f _build/html/index.html && echo "book: _build/html/index.html"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-unit: $(STAMP)
+	AEVB_PROFILE=smoke $(BIN)/pytest -q -m "not browser" tests
+
+# Every chapter, top to bottom, in the smoke profile: nbval fails on any failing cell
+# (including the cells that assert the claims the text makes).
+test-notebooks: $(STAMP)
+	AEVB_PROFILE=smoke AEVB_WIDGETS=static $(BIN)/pytest -q --nbval-lax -p no:randomly book
+
+# The browser tests run over a book built in the smoke profile (a separate build folder and
+# execution cache, so the book profile's cache is untouched).
+smoke-book: $(STAMP)
+	AEVB_PROFILE=smoke AEVB_WIDGETS=static $(BIN)/jupyter-book build . -W -n --keep-going --path-output $(SMOKE_BUILD)
+
+test-browser: smoke-book
+	AEVB_BOOK_HTML=$(SMOKE_BUILD)/_build/html $(BIN)/pytest -q -m browser tests
+
+test: lint test-unit test-notebooks test-browser
+
+bench: $(STAMP)
+	$(PY) -m benchmarks --out _build/bench/report.json
+
+clean:
+	rm -rf _build

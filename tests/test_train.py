@@ -1,0 +1,128 @@
+"""Algorithm 1: the bound improves, runs are deterministic, failures keep good parameters."""
+
+import pytest
+import torch
+
+from aevb.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from aevb.models import ModelSpec, build_model
+from aevb.train import History, NonFiniteBoundError, TrainConfig, eval_schedule, fit, load_model
+
+
+def _data(n=300, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(3, d, generator=g)
+    idx = torch.randint(3, (n,), generator=g)
+    return (protos[idx] * 0.8 + 0.1).clamp(0, 1)
+
+
+def test_training_improves_the_bound_on_train_and_test():
+    x, xt = _data(), _data(100, seed=1)
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=20))
+    hist = fit(model, x, TrainConfig(samples=6000, batch_size=50, lr=0.1), xt, show_progress=False)
+    assert hist.samples[-1] == 6000
+    assert hist.train_bound[-1] > hist.train_bound[0] + 1.0
+    assert hist.test_bound[-1] > hist.test_bound[0] + 1.0
+    assert hist.samples == sorted(hist.samples)
+
+
+def test_training_is_deterministic_on_cpu():
+    x = _data()
+    runs = []
+    for _ in range(2):
+        model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+        torch.manual_seed(123)  # unrelated global state must not matter
+        hist = fit(model, x, TrainConfig(samples=1000, batch_size=50, seed=7), show_progress=False)
+        runs.append((hist.train_bound, model.encoder.hidden.weight.detach().clone()))
+    assert runs[0][0] == runs[1][0]
+    assert torch.equal(runs[0][1], runs[1][1])
+
+
+@pytest.mark.parametrize("estimator,optimizer,binarize", [("A", "adam", "static"), ("B", "adagrad", None)])
+def test_options_run(estimator, optimizer, binarize):
+    x = _data()
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+    cfg = TrainConfig(
+        samples=500, batch_size=50, estimator=estimator, optimizer=optimizer, lr=0.01,
+        binarize=binarize, weight_prior=True, L=2,
+    )
+    hist = fit(model, x, cfg, show_progress=False)
+    assert len(hist.samples) >= 2
+
+
+def test_eval_schedule_is_log_spaced_and_ends_at_total():
+    s = eval_schedule(100_000, 100, 8)
+    assert s[0] == 100 and s[-1] == 100_000
+    ratios = [b / a for a, b in zip(s, s[1:], strict=False)]
+    assert max(ratios) < 3.5
+
+
+def test_non_finite_bound_stops_naming_the_step_and_keeps_last_good_parameters():
+    x = _data()
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+    calls = {"n": 0}
+    original = model.decoder.forward
+
+    def sabotaged(z):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the 4th training step's forward pass
+            with torch.no_grad():
+                model.decoder.out.bias.fill_(float("nan"))
+        return original(z)
+
+    model.decoder.forward = sabotaged
+    cfg = TrainConfig(samples=10_000, batch_size=50, n_evals=2, eval_points=10)
+    with pytest.raises(NonFiniteBoundError, match="at step 3"):
+        fit(model, x, cfg, show_progress=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bad_data_and_config_are_refused_with_the_fix():
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+    with pytest.raises(ValueError, match="divide by 255"):
+        fit(model, _data() * 255, TrainConfig(samples=100), show_progress=False)
+    with pytest.raises(ValueError, match="expected \\(batch, 16\\)"):
+        fit(model, torch.rand(10, 4, 4), TrainConfig(samples=100), show_progress=False)
+    with pytest.raises(ValueError, match="'adagrad' or 'adam'"):
+        TrainConfig(samples=100, optimizer="sgd")
+    with pytest.raises(ValueError, match="'dynamic', 'static' or None"):
+        TrainConfig(samples=100, binarize="yes")
+    with pytest.raises(ValueError, match=">= 1"):
+        TrainConfig(samples=0)
+
+
+def test_checkpoint_round_trip_with_weights_only(tmp_path):
+    x = _data()
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+    path = tmp_path / "m.pt"
+    hist = fit(model, x, TrainConfig(samples=500, batch_size=50), checkpoint=str(path), show_progress=False)
+    again, hist2, cfg = load_model(str(path))
+    assert isinstance(hist2, History) and hist2.samples == hist.samples
+    assert cfg.samples == 500
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a.cpu(), b)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic: no temporary file left behind
+
+
+def test_corrupted_or_foreign_checkpoints_are_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="delete it"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="not an aevb checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_refuse_arbitrary_objects(tmp_path):
+    class Evil:
+        pass
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "obj": Evil()}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    ok = save_checkpoint(tmp_path / "ok.pt", {"x": torch.ones(1)})
+    assert torch.equal(load_checkpoint(ok)["x"], torch.ones(1))
