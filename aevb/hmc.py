@@ -63,12 +63,15 @@ def hmc(
     warmup: int = 50,
     target_accept: float = 0.9,
     thin: int = 1,
+    jitter: float = 0.2,
     generator: torch.Generator | None = None,
 ) -> HMCResult:
     """Draw ``n_samples`` states per chain from exp(log_prob) by HMC with unit mass.
 
     The first ``warmup`` transitions adapt each chain's step size multiplicatively towards
-    ``target_accept`` and are discarded. Each kept sample is ``thin`` transitions apart.
+    ``target_accept`` and are discarded. Each kept sample is ``thin`` transitions apart. Each
+    transition's step size is jittered uniformly by ±``jitter`` (Neal, 2011, Section 5.4.2.2),
+    so a trajectory cannot lock onto a period of the target and stop mixing.
     """
     check_positive_int(n_samples, "n_samples")
     check_positive_int(n_leapfrog, "n_leapfrog")
@@ -82,7 +85,8 @@ def hmc(
     total = warmup + n_samples * thin
     for t in range(total):
         p0 = torch.randn(z.shape, generator=generator, dtype=z.dtype).to(z.device)
-        z_new, p_new, lp_new, _ = leapfrog(log_prob, z, p0, step, n_leapfrog)
+        scale = 1.0 + jitter * (2 * torch.rand(chains, 1, generator=generator, dtype=z.dtype) - 1)
+        z_new, p_new, lp_new, _ = leapfrog(log_prob, z, p0, step * scale.to(z.device), n_leapfrog)
         log_ratio = (lp_new - 0.5 * p_new.square().sum(-1)) - (lp - 0.5 * p0.square().sum(-1))
         log_ratio = torch.nan_to_num(log_ratio, nan=-float("inf"))
         u = torch.rand(chains, generator=generator, dtype=z.dtype).to(z.device)

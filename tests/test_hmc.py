@@ -22,7 +22,10 @@ def test_hmc_samples_a_correlated_gaussian():
 def test_hmc_on_an_exact_posterior():
     model = linear_gaussian_model(x_dim=5, z_dim=2, sigma=0.5, seed=3)
     x = model.sample(4, generator=torch.Generator().manual_seed(1))
-    res = hmc(posterior_log_prob(model, x), torch.zeros(4, 2), 300, warmup=60,
-              generator=torch.Generator().manual_seed(2))
+    chains = 50  # 50 independent chains per datapoint
+    res = hmc(posterior_log_prob(model, x.repeat(chains, 1)), torch.zeros(4 * chains, 2), 100,
+              warmup=50, generator=torch.Generator().manual_seed(2))
+    draws = res.samples.reshape(-1, chains, 4, 2).reshape(-1, 4, 2)
     post = model.posterior(x)
-    assert torch.allclose(res.samples.mean(0), post.mean.detach(), atol=0.1)
+    assert torch.allclose(draws.mean(0), post.mean.detach(), atol=0.05)
+    assert torch.allclose(draws.var(0), torch.diagonal(post.covariance_matrix, dim1=-2, dim2=-1).detach(), rtol=0.15)
