@@ -8,7 +8,9 @@ import torch
 def check_data(x: torch.Tensor, dim: int, *, name: str = "x", unit_interval: bool = False) -> None:
     """Raise a clear error unless ``x`` is a finite float tensor of shape (batch, dim)."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; use torch.as_tensor")
+        raise TypeError(
+            f"{name} must be a torch.Tensor, got {type(x).__name__}; use torch.as_tensor"
+        )
     if not x.is_floating_point():
         raise TypeError(
             f"{name} has dtype {x.dtype}; pass floating point values, e.g. {name}.float() / 255"

@@ -102,4 +102,3 @@ def dataset_bound(
         for start in range(0, x.shape[0], batch_size):
             total += float(elbo(model, x[start : start + batch_size], L, estimator).sum())
     return total / x.shape[0]
-

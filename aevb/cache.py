@@ -65,7 +65,10 @@ def trained_model(
         try:
             model, history, _ = load_model(str(path), device=device or "cpu")
             if verbose:
-                print(f"aevb: loaded cached model {key} (N_z={spec.z_dim}, {config.samples:,} samples)")
+                print(
+                    f"aevb: loaded cached model {key} "
+                    f"(N_z={spec.z_dim}, {config.samples:,} samples)"
+                )
             return model, history
         except CheckpointError as err:
             aside = path.with_suffix(".corrupt")

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 
 def progress_enabled() -> bool:
-    """Whether progress bars are shown (off under ``AEVB_WIDGETS=static`` or ``AEVB_PROGRESS=0``)."""
+    """Whether bars are shown: off under ``AEVB_WIDGETS=static`` or ``AEVB_PROGRESS=0``."""
     if os.environ.get("AEVB_PROGRESS", "1") == "0":
         return False
     return os.environ.get("AEVB_WIDGETS", "").lower() != "static"

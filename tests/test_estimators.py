@@ -71,7 +71,9 @@ def test_gradient_samples_stacks_independent_draws():
     mu = torch.tensor([0.5], requires_grad=True)
 
     def surrogate():
-        return pathwise_surrogate(lambda z: z.squeeze(-1), Independent(Normal(mu, torch.ones(1)), 1))
+        return pathwise_surrogate(
+            lambda z: z.squeeze(-1), Independent(Normal(mu, torch.ones(1)), 1)
+        )
 
     draws = gradient_samples(surrogate, [mu], 5)
     assert draws.shape == (5, 1)
@@ -123,7 +125,7 @@ def test_elbo_gradient_on_linear_gaussian_model_matches_exact_gradient():
     W, b = model.decoder.W.detach(), model.decoder.b.detach()
     s2 = model.decoder.log_sigma.exp().detach() ** 2
     # E_q[log p(x, z)] depends on m through -m²/2 - |x - b - W m|²/(2 s²)
-    exact = (-0.5 * (m**2).sum() - 0.5 * ((x - b - m @ W.T) ** 2).sum() / s2)
+    exact = -0.5 * (m**2).sum() - 0.5 * ((x - b - m @ W.T) ** 2).sum() / s2
     (g,) = torch.autograd.grad(exact, m)
     est = repar.mean(0)[:, :2]
     tol = 4 * repar.std(0)[:, :2] / n**0.5

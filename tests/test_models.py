@@ -51,7 +51,8 @@ def test_gaussian_decoder_log_prob_matches_hand_computation():
     z, x = torch.tensor([[0.5, 0.1]]), torch.tensor([[0.2, 0.9]])
     mu, log_var = dec.params(z)
     by_hand = sum(
-        -0.5 * math.log(2 * math.pi) - 0.5 * float(log_var[0, d])
+        -0.5 * math.log(2 * math.pi)
+        - 0.5 * float(log_var[0, d])
         - 0.5 * float((x[0, d] - mu[0, d]) ** 2 / log_var[0, d].exp())
         for d in range(2)
     )

@@ -9,7 +9,11 @@ from aevb.device import default_device, resolve_device
 
 def test_profiles_order_training_lengths(monkeypatch):
     for key in profile.budgets("smoke"):
-        assert profile.budget(key, "smoke") <= profile.budget(key, "book") <= profile.budget(key, "paper")
+        assert (
+            profile.budget(key, "smoke")
+            <= profile.budget(key, "book")
+            <= profile.budget(key, "paper")
+        )
     monkeypatch.setenv("AEVB_PROFILE", "paper")
     assert profile.current() == "paper"
     assert profile.budget("figure2_samples") == 100_000_000  # the paper's 10^8

@@ -40,13 +40,21 @@ def test_training_is_deterministic_on_cpu():
     assert torch.equal(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("estimator,optimizer,binarize", [("A", "adam", "static"), ("B", "adagrad", None)])
+@pytest.mark.parametrize(
+    "estimator,optimizer,binarize", [("A", "adam", "static"), ("B", "adagrad", None)]
+)
 def test_options_run(estimator, optimizer, binarize):
     x = _data()
     model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
     cfg = TrainConfig(
-        samples=500, batch_size=50, estimator=estimator, optimizer=optimizer, lr=0.01,
-        binarize=binarize, weight_prior=True, L=2,
+        samples=500,
+        batch_size=50,
+        estimator=estimator,
+        optimizer=optimizer,
+        lr=0.01,
+        binarize=binarize,
+        weight_prior=True,
+        L=2,
     )
     hist = fit(model, x, cfg, show_progress=False)
     assert len(hist.samples) >= 2
@@ -97,7 +105,9 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     x = _data()
     model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
     path = tmp_path / "m.pt"
-    hist = fit(model, x, TrainConfig(samples=500, batch_size=50), checkpoint=str(path), show_progress=False)
+    hist = fit(
+        model, x, TrainConfig(samples=500, batch_size=50), checkpoint=str(path), show_progress=False
+    )
     again, hist2, cfg = load_model(str(path))
     assert isinstance(hist2, History) and hist2.samples == hist.samples
     assert cfg.samples == 500
