@@ -11,6 +11,9 @@ The package mirrors the book, one module per idea of the paper:
 - :mod:`aevb.cache` — trained models shared between chapters.
 - :mod:`aevb.hmc` — Hamiltonian Monte Carlo over latents (Appendices D and E).
 - :mod:`aevb.linear_gaussian` — a model where log p(x) and p(z|x) are exact.
+- :mod:`aevb.intractable` — exact log p(x), p(z|x) and KL (grid, closed form) and their cost.
+- :mod:`aevb.variance` — variance and SNR of gradient estimators; closed forms (Sections 2.2, 2.4).
+- :mod:`aevb.reparameterization` — the three families of reparameterizable distributions (2.4).
 - :mod:`aevb.profile` — ``AEVB_PROFILE``: the one switch for training lengths.
 - :mod:`aevb.widgets` — explorers that work live in a kernel and static in the HTML book.
 """
@@ -66,3 +69,8 @@ __all__ = [
     "trained_model",
     "widgets",
 ]
+
+# Chapters 6-7 (Figures 2 and 3): the wake-sleep and Monte Carlo EM baselines, Appendix D.
+from . import marginal_hmc, mcem, wake_sleep  # noqa: E402
+
+__all__ += ["marginal_hmc", "mcem", "wake_sleep"]

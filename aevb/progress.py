@@ -21,5 +21,7 @@ def progress_enabled() -> bool:
 def progress(*args, **kwargs) -> tqdm:
     """A ``tqdm.auto`` bar, disabled when :func:`progress_enabled` is false."""
     kwargs.setdefault("disable", not progress_enabled())
+    if not progress_enabled():  # the static build: no widget, whatever the caller passed
+        kwargs["disable"] = True
     kwargs.setdefault("leave", False)
     return tqdm(*args, **kwargs)

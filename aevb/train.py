@@ -98,13 +98,17 @@ class History:
     @classmethod
     def from_dict(cls, d: dict) -> History:
         """The inverse of :meth:`to_dict`."""
-        return cls(**{k: list(d.get(k, [])) for k in ("samples", "train_bound", "test_bound", "seconds")})
+        return cls(
+            **{k: list(d.get(k, [])) for k in ("samples", "train_bound", "test_bound", "seconds")}
+        )
 
 
 def eval_schedule(total: int, batch_size: int, n: int) -> list[int]:
     """About ``n`` log-spaced sample counts in [batch_size, total] (Figure 2's log axis)."""
     total = max(total, batch_size)
-    points = torch.logspace(math.log10(batch_size), math.log10(total), max(n, 2), dtype=torch.float64)
+    points = torch.logspace(
+        math.log10(batch_size), math.log10(total), max(n, 2), dtype=torch.float64
+    )
     steps = sorted({max(1, round(float(p) / batch_size)) for p in points})
     return [s * batch_size for s in steps]
 
@@ -129,6 +133,52 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=config.lr, **kwargs)
     return torch.optim.Adam(params, lr=config.lr, **kwargs)
+
+
+@dataclass
+class _TrainingData:
+    """The training tensor, the fixed evaluation subsets, and how minibatches are drawn."""
+
+    x: torch.Tensor
+    eval_train: torch.Tensor
+    eval_test: torch.Tensor | None
+    dynamic: bool
+
+
+def _training_data(model, train_x, test_x, config: TrainConfig, dev) -> _TrainingData:
+    """Check and move the data; binarize statically if asked; pick the evaluation subsets."""
+    x = _prepare(train_x, model, dev)
+    xt = _prepare(test_x, model, dev) if test_x is not None else None
+    binary = model.spec.decoder == "bernoulli" and config.binarize is not None
+    if binary and config.binarize == "static":
+        x = _data.binarize_static(x, seed=config.seed)
+        xt = _data.binarize_static(xt, seed=config.seed + 1) if xt is not None else None
+    # A fixed evaluation subset (binarized once when the decoder is Bernoulli).
+    eval_train = x[: config.eval_points]
+    eval_test = xt[: config.eval_points] if xt is not None else None
+    dynamic = binary and config.binarize == "dynamic"
+    if dynamic:
+        eval_train = _data.binarize_static(eval_train, seed=config.seed + 2)
+        if eval_test is not None:
+            eval_test = _data.binarize_static(eval_test, seed=config.seed + 3)
+    return _TrainingData(x, eval_train, eval_test, dynamic)
+
+
+def _minibatches(data: _TrainingData, config: TrainConfig, dev: torch.device):
+    """Minibatches of Algorithm 1, endlessly: slices of a fresh permutation each epoch (all
+    full batches; the whole set when it is smaller than one), binarized when dynamic.
+
+    Deterministic for ``config.seed``: the permutations (and, on the CPU, the binary pixels)
+    come from one CPU generator seeded with it.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    bin_gen = _binarize_generator(dev, config.seed, gen)
+    x, N, M = data.x, data.x.shape[0], config.batch_size
+    while True:
+        perm = torch.randperm(N, generator=gen).to(dev)
+        for start in range(0, N - M + 1 if N >= M else 1, M):
+            batch = x[perm[start : start + M]]
+            yield _binarize_batch(batch, bin_gen) if data.dynamic else batch
 
 
 def _binarize_batch(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -168,22 +218,10 @@ def fit(
     """
     dev = resolve_device(device)
     model.to(dev)
-    x = _prepare(train_x, model, dev)
-    xt = _prepare(test_x, model, dev) if test_x is not None else None
-    N = x.shape[0]
-    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    data = _training_data(model, train_x, test_x, config, dev)
+    N = data.x.shape[0]
     torch.manual_seed(config.seed)
-
-    binary = model.spec.decoder == "bernoulli" and config.binarize is not None
-    if binary and config.binarize == "static":
-        x = _data.binarize_static(x, seed=config.seed)
-        xt = _data.binarize_static(xt, seed=config.seed + 1) if xt is not None else None
-    # A fixed evaluation subset (binarized once when the decoder is Bernoulli).
-    eval_train = x[: config.eval_points]
-    eval_test = xt[: config.eval_points] if xt is not None else None
-    if binary and config.binarize == "dynamic":
-        eval_train = _data.binarize_static(eval_train, seed=config.seed + 2)
-        eval_test = _data.binarize_static(eval_test, seed=config.seed + 3) if eval_test is not None else None
+    eval_train, eval_test = data.eval_train, data.eval_test
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, config)
@@ -193,61 +231,61 @@ def fit(
         if _fused.supports(model, config.estimator) and len(params) == 8
         else None
     )
-    bin_gen = _binarize_generator(dev, config.seed, gen)
-    dynamic = binary and config.binarize == "dynamic"
     good = [p.detach().clone() for p in params]
     history = history or History()
     schedule = eval_schedule(config.samples, config.batch_size, config.n_evals)
     next_eval = 0
-    M = config.batch_size
     seen, step, started = 0, 0, time.perf_counter()
-    bar = progress(total=config.samples, unit="sample", unit_scale=True, desc="AEVB",
-                   disable=None if show_progress else True)
+    bar = progress(
+        total=config.samples,
+        unit="sample",
+        unit_scale=True,
+        desc="AEVB",
+        disable=None if show_progress else True,
+    )
     model.train()
     try:
-        while seen < config.samples:
-            perm = torch.randperm(N, generator=gen).to(dev)
-            for start in range(0, N - M + 1 if N >= M else 1, M):
-                batch = x[perm[start : start + M]]
-                if dynamic:
-                    batch = _binarize_batch(batch, bin_gen)
-                if fused is not None:  # the bound, and -its gradient in p.grad
-                    bound = fused.step(batch)
-                else:
-                    bound = elbo(model, batch, config.L, config.estimator).mean()
-                loss = -bound
-                if config.weight_prior:
-                    loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
-                if not torch.isfinite(loss):
-                    with torch.no_grad():
-                        for p, g in zip(params, good, strict=True):
-                            p.copy_(g)
-                    raise NonFiniteBoundError(
-                        f"the bound became {float(bound)} at step {step} ({seen} samples seen); "
-                        "the model keeps the parameters of the last finite step. Lower the step "
-                        "size (lr) or floor the decoder variance."
-                    )
+        for batch in _minibatches(data, config, dev):  # one step of Algorithm 1 each
+            if fused is not None:  # the bound, and -its gradient in p.grad
+                bound = fused.step(batch)
+            else:
+                bound = elbo(model, batch, config.L, config.estimator).mean()
+            loss = -bound
+            if config.weight_prior:
+                loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
+            if not torch.isfinite(loss):
                 with torch.no_grad():
-                    torch._foreach_copy_(good, params)
-                    if fused is not None and config.weight_prior:
-                        # the N(0, I) prior on the weights: d/dp of ½ Σ p² / N
-                        torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / N)
-                if fused is None:
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                optimizer.step()
-                seen += batch.shape[0]
-                step += 1
-                bar.update(batch.shape[0])
-                if next_eval < len(schedule) and seen >= schedule[next_eval]:
-                    while next_eval < len(schedule) and seen >= schedule[next_eval]:
-                        next_eval += 1
-                    _record(model, history, seen, eval_train, eval_test, config, started)
-                    bar.set_postfix(train=f"{history.train_bound[-1]:.1f}")
-                    if checkpoint:
-                        save_checkpoint(checkpoint, checkpoint_payload(model, history, config, optimizer))
-                if seen >= config.samples:
-                    break
+                    for p, g in zip(params, good, strict=True):
+                        p.copy_(g)
+                raise NonFiniteBoundError(
+                    f"the bound became {float(bound.detach())} at step {step} "
+                    f"({seen} samples seen); "
+                    "the model keeps the parameters of the last finite step. Lower the step "
+                    "size (lr) or floor the decoder variance."
+                )
+            with torch.no_grad():
+                torch._foreach_copy_(good, params)
+                if fused is not None and config.weight_prior:
+                    # the N(0, I) prior on the weights: d/dp of ½ Σ p² / N
+                    torch._foreach_add_([p.grad for p in params], params, alpha=1.0 / N)
+            if fused is None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            optimizer.step()
+            seen += batch.shape[0]
+            step += 1
+            bar.update(batch.shape[0])
+            if next_eval < len(schedule) and seen >= schedule[next_eval]:
+                while next_eval < len(schedule) and seen >= schedule[next_eval]:
+                    next_eval += 1
+                _record(model, history, seen, eval_train, eval_test, config, started)
+                bar.set_postfix(train=f"{history.train_bound[-1]:.1f}")
+                if checkpoint:
+                    save_checkpoint(
+                        checkpoint, checkpoint_payload(model, history, config, optimizer)
+                    )
+            if seen >= config.samples:
+                break
     finally:
         bar.close()
         model.eval()
@@ -267,7 +305,9 @@ def _record(model, history, seen, eval_train, eval_test, config, started) -> Non
     history.test_bound.append(test)
     history.seconds.append(time.perf_counter() - started)
     if not math.isfinite(history.train_bound[-1]):
-        raise NonFiniteBoundError(f"the evaluated bound is {history.train_bound[-1]} after {seen} samples")
+        raise NonFiniteBoundError(
+            f"the evaluated bound is {history.train_bound[-1]} after {seen} samples"
+        )
     model.train()
 
 
@@ -284,7 +324,9 @@ def checkpoint_payload(model: VAE, history: History, config: TrainConfig, optimi
     return payload
 
 
-def load_model(path: str, device: str | torch.device | None = "cpu") -> tuple[VAE, History, TrainConfig]:
+def load_model(
+    path: str, device: str | torch.device | None = "cpu"
+) -> tuple[VAE, History, TrainConfig]:
     """Rebuild a trained model, its history and its config from a checkpoint."""
     payload = load_checkpoint(path)
     model = build_model(ModelSpec(**payload["spec"]))

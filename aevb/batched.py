@@ -1,0 +1,291 @@
+"""Several VAEs trained in one step: Figure 2 at the paper's scale on one accelerator.
+
+Figure 2 of the paper trains one model per latent size N_z (3, 5, 10, 20, 200 on MNIST; 2, 5,
+10, 20 on Frey Face) for up to 10^8 training samples each. The models share the data, the
+minibatches, the architecture (up to N_z) and the optimizer, so :func:`fit_batched` stacks the
+K models' weights into tensors with a leading model axis and runs Algorithm 1 for all of them
+at once: one gather of the minibatch, one matrix multiply for the first layer of all K
+encoders (the input is shared), batched multiplies (``torch.baddbmm``) for the other layers,
+one backward pass and one fused optimizer step. A small N_z is padded with zeros up to the
+largest; the padding stays exactly zero (its noise is zero, so are its gradients).
+
+Each model sees what :func:`aevb.train.fit` would show it with the same config: the same
+minibatches and binary pixels, and the noise ε of its own generator seeded like ``fit`` seeds
+torch's global one. On the CPU the result equals K separate ``fit`` runs up to float rounding
+(tests/test_batched.py checks it); the histories are recorded by the same evaluation code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from . import _fused
+from .device import resolve_device
+from .models import VAE, GaussianMLPDecoder
+from .progress import progress
+from .train import (
+    History,
+    NonFiniteBoundError,
+    TrainConfig,
+    _minibatches,
+    _record,
+    _training_data,
+    eval_schedule,
+    make_optimizer,
+)
+
+_LOG_2PI = math.log(2.0 * math.pi)
+# Figure 2's latent sizes (Section 5).
+FIGURE2_Z: dict[str, tuple[int, ...]] = {"mnist": (3, 5, 10, 20, 200), "frey-face": (2, 5, 10, 20)}
+
+
+def check_batchable(models: Sequence[VAE], config: TrainConfig) -> None:
+    """Raise a clear error unless ``models`` can be trained together by :func:`fit_batched`."""
+    if not models:
+        raise ValueError("fit_batched needs at least one model")
+    if config.estimator != "B":
+        raise ValueError("fit_batched implements estimator B (eq. 7); use fit() for estimator A")
+    first = models[0]
+    for m in models:
+        if not _fused.supports(m, "B"):
+            raise ValueError(
+                "fit_batched trains the package's own VAE (build_model(ModelSpec(...))), "
+                "unmodified; train other models one by one with fit()"
+            )
+        same = (
+            m.spec.x_dim == first.spec.x_dim
+            and m.spec.hidden == first.spec.hidden
+            and m.spec.decoder == first.spec.decoder
+            and _decoder_options(m) == _decoder_options(first)
+        )
+        if not same:
+            raise ValueError(
+                "models trained together must share x_dim, hidden and the decoder; only z_dim "
+                "may differ. Group the models by (x_dim, hidden, decoder) and call fit_batched "
+                "once per group"
+            )
+
+
+def _decoder_options(m: VAE) -> tuple:
+    dec = m.decoder
+    if isinstance(dec, GaussianMLPDecoder):
+        return ("gaussian", dec.mean_activation, dec.min_log_var)
+    return ("bernoulli",)
+
+
+class StackedVAE(nn.Module):
+    """K VAEs of one architecture (N_z may differ) as stacked weights, zero-padded in N_z."""
+
+    def __init__(self, models: Sequence[VAE]) -> None:
+        super().__init__()
+        self.z_dims = [m.spec.z_dim for m in models]
+        K, Z = len(models), max(self.z_dims)
+        first = models[0]
+        H, D = first.spec.hidden, first.spec.x_dim
+        self.K, self.Z, self.H, self.D = K, Z, H, D
+        self.gaussian = isinstance(first.decoder, GaussianMLPDecoder)
+        self.options = _decoder_options(first)
+        out = 2 * D if self.gaussian else D
+        dev = first.encoder.hidden.weight.device
+        zeros = lambda *s: nn.Parameter(torch.zeros(*s, device=dev))  # noqa: E731
+        self.W1, self.b1 = zeros(K * H, D), zeros(K * H)  # the shared input: one matmul
+        self.W2, self.b2 = zeros(K, 2 * Z, H), zeros(K, 1, 2 * Z)
+        self.W3, self.b3 = zeros(K, H, Z), zeros(K, 1, H)
+        self.W4, self.b4 = zeros(K, out, H), zeros(K, 1, out)
+        self.load_from(models)
+
+    @torch.no_grad()
+    def load_from(self, models: Sequence[VAE]) -> None:
+        """Copy the K models' weights into the stack (the padding set to zero)."""
+        H, Z = self.H, self.Z
+        for k, m in enumerate(models):
+            z = m.spec.z_dim
+            enc, dec = m.encoder, m.decoder
+            self.W1[k * H : (k + 1) * H] = enc.hidden.weight
+            self.b1[k * H : (k + 1) * H] = enc.hidden.bias
+            self.W2[k].zero_(), self.b2[k].zero_(), self.W3[k].zero_()
+            self.W2[k, :z], self.W2[k, Z : Z + z] = enc.out.weight[:z], enc.out.weight[z:]
+            self.b2[k, 0, :z], self.b2[k, 0, Z : Z + z] = enc.out.bias[:z], enc.out.bias[z:]
+            self.W3[k, :, :z], self.b3[k, 0] = dec.hidden.weight, dec.hidden.bias
+            self.W4[k], self.b4[k, 0] = dec.out.weight, dec.out.bias
+
+    @torch.no_grad()
+    def store_into(self, models: Sequence[VAE]) -> None:
+        """Copy the stack's weights back into the K models."""
+        H, Z = self.H, self.Z
+        for k, m in enumerate(models):
+            z = m.spec.z_dim
+            enc, dec = m.encoder, m.decoder
+            enc.hidden.weight.copy_(self.W1[k * H : (k + 1) * H])
+            enc.hidden.bias.copy_(self.b1[k * H : (k + 1) * H])
+            enc.out.weight.copy_(torch.cat([self.W2[k, :z], self.W2[k, Z : Z + z]]))
+            enc.out.bias.copy_(torch.cat([self.b2[k, 0, :z], self.b2[k, 0, Z : Z + z]]))
+            dec.hidden.weight.copy_(self.W3[k, :, :z])
+            dec.hidden.bias.copy_(self.b3[k, 0])
+            dec.out.weight.copy_(self.W4[k])
+            dec.out.bias.copy_(self.b4[k, 0])
+
+    def bounds(self, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Estimator B (eq. 7), the minibatch mean for each model: shape (K,).
+
+        ``x`` (M, D) is shared; ``eps`` (K, L, M, Z) is each model's noise, zero in the
+        padding (so z, μ and log σ² stay zero there and so do their gradients).
+        """
+        K, Z, H = self.K, self.Z, self.H
+        L, M = eps.shape[1], x.shape[0]
+        h1 = torch.tanh(torch.addmm(self.b1, x, self.W1.t())).view(M, K, H).transpose(0, 1)
+        enc = torch.baddbmm(self.b2, h1, self.W2.transpose(1, 2))  # (K, M, 2Z)
+        mu, log_var = enc[..., :Z], enc[..., Z:]
+        z = mu.unsqueeze(1) + eps * torch.exp(0.5 * log_var).unsqueeze(1)  # (K, L, M, Z)
+        z = z.reshape(K, L * M, Z)
+        h3 = torch.tanh(torch.baddbmm(self.b3, z, self.W3.transpose(1, 2)))
+        out = torch.baddbmm(self.b4, h3, self.W4.transpose(1, 2))  # (K, LM, D or 2D)
+        target = x.repeat(L, 1).expand(K, L * M, self.D)
+        if self.gaussian:
+            _, activation, floor = self.options
+            m, lv = out[..., : self.D], out[..., self.D :]
+            m = torch.sigmoid(m) if activation == "sigmoid" else m
+            lv = lv if floor is None else lv.clamp(min=floor)
+            log_px = -0.5 * (_LOG_2PI + lv + (target - m).square() * torch.exp(-lv))
+        else:
+            log_px = -nn.functional.binary_cross_entropy_with_logits(out, target, reduction="none")
+        rec = log_px.sum(-1).view(K, L, M).mean(1)  # (K, M)
+        kl = -0.5 * torch.sum(1.0 + log_var - mu.square() - log_var.exp(), dim=-1)
+        return (rec - kl).mean(-1)
+
+
+def fit_batched(
+    models: Sequence[VAE],
+    train_x: torch.Tensor,
+    config: TrainConfig,
+    test_x: torch.Tensor | None = None,
+    *,
+    device: str | torch.device | None = None,
+    check_every: int | None = None,
+    show_progress: bool = True,
+) -> list[History]:
+    """Train the K ``models`` (same architecture, any N_z) together by Algorithm 1.
+
+    Equivalent to ``[fit(m, train_x, config, test_x) for m in models]`` (the same minibatches,
+    noise and evaluations; equal up to float rounding on the CPU), in one step per minibatch.
+    The models are trained in place and each gets its :class:`History`.
+
+    ``check_every`` steps (default 1 on the CPU, 50 on an accelerator, where each check waits
+    for the device) the bounds are checked; a NaN or infinite bound raises
+    :class:`NonFiniteBoundError` naming the models, which keep their last checked parameters.
+    """
+    check_batchable(models, config)
+    dev = resolve_device(device)
+    for m in models:
+        m.to(dev)
+    data = _training_data(models[0], train_x, test_x, config, dev)
+    N = data.x.shape[0]
+    stack = StackedVAE(models).to(dev)
+    K, Z, L = stack.K, stack.Z, config.L
+    params = list(stack.parameters())
+    optimizer = make_optimizer(params, config)
+    every = check_every or (1 if dev.type == "cpu" else 50)
+    # Each model's noise: its own generator, seeded as fit() seeds torch's global one.
+    gens = [torch.Generator(device=dev).manual_seed(config.seed) for _ in models]
+    eps = torch.zeros(K, L, config.batch_size, Z, device=dev)
+    histories = [History() for _ in models]
+    schedule = eval_schedule(config.samples, config.batch_size, config.n_evals)
+    good = [p.detach().clone() for p in params]
+    next_eval, seen, step, started = 0, 0, 0, time.perf_counter()
+    pending = torch.zeros(K, device=dev)
+    bar = progress(
+        total=config.samples,
+        unit="sample",
+        unit_scale=True,
+        desc=f"AEVB x{K}",
+        disable=None if show_progress else True,
+    )
+    try:
+        for batch in _minibatches(data, config, dev):
+            M = batch.shape[0]
+            if eps.shape[2] != M:
+                eps = torch.zeros(K, L, M, Z, device=dev)
+            for k, (z, g) in enumerate(zip(stack.z_dims, gens, strict=True)):
+                eps[k, :, :, :z] = torch.randn((L, M, z), generator=g, device=dev)
+            bounds = stack.bounds(batch, eps)
+            loss = -bounds.sum()
+            if config.weight_prior:
+                loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
+            pending += bounds.detach()
+            if (step + 1) % every == 0:
+                _check(pending, step, seen, params, good)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += M
+            step += 1
+            bar.update(M)
+            if next_eval < len(schedule) and seen >= schedule[next_eval]:
+                while next_eval < len(schedule) and seen >= schedule[next_eval]:
+                    next_eval += 1
+                _check(pending, step, seen, params, good)
+                _evaluate(stack, models, histories, seen, data, config, started)
+            if seen >= config.samples:
+                break
+    except NonFiniteBoundError:
+        stack.store_into(models)
+        raise
+    finally:
+        bar.close()
+    _check(pending, step, seen, params, good)
+    stack.store_into(models)
+    for m in models:
+        m.eval()
+    if not histories[0].samples or histories[0].samples[-1] != seen:
+        _evaluate(stack, models, histories, seen, data, config, started)
+    return histories
+
+
+def _check(pending, step, seen, params, good) -> None:
+    """Raise if a bound since the last check was not finite (restoring the last good
+    parameters); else remember the parameters as good."""
+    bad = [int(k) for k in torch.nonzero(~torch.isfinite(pending)).flatten()]
+    with torch.no_grad():
+        if bad:
+            torch._foreach_copy_(params, good)
+            raise NonFiniteBoundError(
+                f"the bound of model(s) {bad} became non-finite by step {step} ({seen} samples "
+                "seen); the models keep their parameters of the last checked step. Lower the "
+                "step size (lr) or floor the decoder variance."
+            )
+        torch._foreach_copy_(good, params)
+        pending.zero_()
+
+
+def _evaluate(stack, models, histories, seen, data, config, started) -> None:
+    stack.store_into(models)
+    for m, h in zip(models, histories, strict=True):
+        _record(m, h, seen, data.eval_train, data.eval_test, config, started)
+        m.train()
+
+
+def figure2_models(dataset: str = "mnist", z_dims: Sequence[int] | None = None) -> list[VAE]:
+    """Fresh models of Figure 2 for ``dataset`` ("mnist": 784-500-N_z, Bernoulli decoder;
+    "frey-face": 560-200-N_z, Gaussian decoder), one per N_z."""
+    from .models import ModelSpec, build_model
+
+    if dataset not in FIGURE2_Z:
+        raise ValueError(f"dataset={dataset!r}; use one of {', '.join(FIGURE2_Z)}")
+    z_dims = FIGURE2_Z[dataset] if z_dims is None else tuple(z_dims)
+    if dataset == "mnist":
+        return [build_model(ModelSpec(784, z, 500, "bernoulli")) for z in z_dims]
+    return [build_model(ModelSpec(560, z, 200, "gaussian")) for z in z_dims]
+
+
+__all__ = [
+    "FIGURE2_Z",
+    "StackedVAE",
+    "check_batchable",
+    "figure2_models",
+    "fit_batched",
+]

@@ -1,0 +1,251 @@
+"""Monte Carlo EM with Hybrid Monte Carlo: the paper's second baseline (Figure 3, Appendix E).
+
+EM alternates inferring the latent variables and fitting the parameters to them. When the
+posterior p_θ(z|x) is intractable, the E-step can be replaced by a sample from it (Monte
+Carlo EM; Wei & Tanner, 1990). Appendix E of the paper does it this way, per datapoint::
+
+    E-step: one HMC transition on p_θ(z|x_i) ∝ p(z) p_θ(x_i|z) — 10 leapfrog steps, the step
+            size tuned automatically towards an acceptance rate of about 90% — started from
+            the z_i this datapoint had last time (a persistent chain per datapoint);
+    M-step: 5 Adagrad updates of θ on (1/M) Σ_i log p_θ(x_i, z_i) with the sample just drawn.
+
+There is no recognition model: each datapoint keeps its own chain, so memory grows with N and
+the method is not on-line — the paper's reason why it "can't be applied efficiently for the
+full MNIST dataset". With no q_φ(z|x) there is no variational bound to report either; the
+marginal likelihood is estimated with the paper's Appendix D estimator
+(:func:`aevb.marginal_hmc.hmc_log_px`), which needs only p_θ.
+
+The model is a :class:`aevb.models.VAE` whose encoder is never trained (only the decoder and
+the N(0, I) prior are used), so MCEM, AEVB and wake-sleep models share one type and one
+checkpoint format. HMC comes from :mod:`aevb.hmc` (its leapfrog integrator, through
+:func:`aevb.marginal_hmc.hmc_transition`). One step size serves all chains: after every
+E-step it moves towards the target by the rule of :func:`aevb.hmc.hmc`'s warm-up, applied to
+the minibatch's mean acceptance probability (a per-datapoint step would be tuned only once
+per epoch, far too slowly), and each transition jitters it by ±``jitter``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ._checks import check_positive_int
+from .cache import _tensor_and_fingerprint, cache_root, model_key
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .device import resolve_device
+from .hmc import posterior_log_prob
+from .marginal_hmc import adapt_step, hmc_transition
+from .models import VAE, ModelSpec, build_model
+from .progress import progress
+from .train import (
+    NonFiniteBoundError,
+    TrainConfig,
+    _binarize_batch,
+    _binarize_generator,
+    _training_data,
+    checkpoint_payload,
+    eval_schedule,
+    make_optimizer,
+)
+from .wake_sleep import seeded_model
+
+__all__ = ["MCEMHistory", "fit_mcem", "trained_mcem"]
+
+
+@dataclass
+class MCEMHistory:
+    """What Monte Carlo EM records against training samples seen: the HMC acceptance rate and
+    mean step size of the recent E-steps, and the mean complete-data log-likelihood
+    log p_θ(x, z) of the recent minibatches (nats per datapoint; not a bound on log p(x))."""
+
+    samples: list[int] = field(default_factory=list)
+    acceptance: list[float] = field(default_factory=list)
+    step_size: list[float] = field(default_factory=list)
+    log_joint: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain lists, safe for JSON and for ``weights_only`` checkpoints."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MCEMHistory:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**{k: list(d.get(k, [])) for k in cls.__dataclass_fields__})
+
+
+def fit_mcem(
+    model: VAE,
+    train_x: torch.Tensor,
+    config: TrainConfig,
+    *,
+    n_leapfrog: int = 10,
+    updates_per_sample: int = 5,
+    target_accept: float = 0.9,
+    init_step: float = 0.1,
+    jitter: float = 0.5,
+    device: str | torch.device | None = None,
+    show_progress: bool = True,
+) -> MCEMHistory:
+    """Train the decoder of ``model`` by Monte Carlo EM with HMC (Appendix E) for
+    ``config.samples`` datapoints.
+
+    Per minibatch of M = ``config.batch_size`` datapoints: one HMC transition
+    (:func:`~aevb.marginal_hmc.hmc_transition`, ``n_leapfrog`` steps) on each datapoint's
+    persistent chain, after which the shared step size moves towards ``target_accept``; then
+    ``updates_per_sample`` optimizer steps (Adagrad at ``config.lr`` by default) on
+    −(1/M) Σ log p_θ(x_i, z_i). Each datapoint of a minibatch counts as one training sample,
+    as for AEVB, and the minibatches are those :func:`aevb.train.fit` draws under the same
+    config (``binarize`` and ``seed`` act as there). Chains start at draws from the prior.
+    ``config.estimator``, ``L`` and the evaluation settings other than ``n_evals`` are unused.
+    Deterministic on CPU for a given seed.
+    """
+    check_positive_int(n_leapfrog, "n_leapfrog")
+    check_positive_int(updates_per_sample, "updates_per_sample")
+    dev = resolve_device(device)
+    model.to(dev)
+    # The data and minibatch sequence of aevb.train.fit (with the indices, for the chains).
+    td = _training_data(model, train_x, None, config, dev)
+    N, M = td.x.shape[0], config.batch_size
+    gen = torch.Generator(device="cpu").manual_seed(config.seed)
+    bin_gen = _binarize_generator(dev, config.seed, gen)
+    torch.manual_seed(config.seed)
+    chains = torch.Generator(device="cpu").manual_seed(config.seed + 11)  # HMC's randomness
+    # One persistent chain per datapoint, started from the prior; one shared step size.
+    z_state = torch.randn(N, model.z_dim, generator=chains).to(dev)
+    step_size = torch.tensor(float(init_step), device=dev)
+
+    params = [p for p in model.decoder.parameters() if p.requires_grad]
+    optimizer = make_optimizer(params, config)
+    history = MCEMHistory()
+    schedule = eval_schedule(config.samples, M, config.n_evals)
+    next_eval, seen, step, started = 0, 0, 0, time.perf_counter()
+    acc_sum = lj_sum = st_sum = 0.0
+    count = 0
+    bar = progress(
+        total=config.samples,
+        unit="sample",
+        unit_scale=True,
+        desc="MCEM",
+        disable=None if show_progress else True,
+    )
+    model.train()
+    try:
+        while seen < config.samples:
+            perm = torch.randperm(N, generator=gen).to(dev)
+            for start in range(0, N - M + 1 if N >= M else 1, M):
+                idx = perm[start : start + M]
+                batch = td.x[idx]
+                if td.dynamic:
+                    batch = _binarize_batch(batch, bin_gen)
+                # E-step: one HMC transition on p_θ(z|x) per datapoint, from its last state.
+                log_joint = posterior_log_prob(model, batch)
+                steps = step_size.expand(idx.shape[0])
+                z, accept_prob, lp = hmc_transition(
+                    log_joint, z_state[idx], steps, n_leapfrog, jitter, generator=chains
+                )
+                z_state[idx] = z
+                step_size = adapt_step(step_size, accept_prob.mean(), target_accept)
+                # M-step: a few gradient steps on θ with this sample.
+                for _ in range(updates_per_sample):
+                    loss = -log_joint(z).mean()
+                    if config.weight_prior:
+                        loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
+                    if not torch.isfinite(loss):
+                        raise NonFiniteBoundError(
+                            f"log p(x, z) became {float(-loss.detach())} at step {step} "
+                            f"({seen} samples seen); lower the step size (lr)."
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                seen += batch.shape[0]
+                step += 1
+                count += 1
+                acc_sum += float(accept_prob.mean())
+                st_sum += float(step_size)
+                lj_sum += float(lp.mean())
+                bar.update(batch.shape[0])
+                if next_eval < len(schedule) and seen >= schedule[next_eval]:
+                    while next_eval < len(schedule) and seen >= schedule[next_eval]:
+                        next_eval += 1
+                    _record(history, seen, acc_sum, st_sum, lj_sum, count, started)
+                    acc_sum = st_sum = lj_sum = 0.0
+                    count = 0
+                    bar.set_postfix(accept=f"{history.acceptance[-1]:.2f}")
+                if seen >= config.samples:
+                    break
+    finally:
+        bar.close()
+        model.eval()
+    if count:
+        _record(history, seen, acc_sum, st_sum, lj_sum, count, started)
+    return history
+
+
+def _record(history: MCEMHistory, seen, acc_sum, st_sum, lj_sum, count, started) -> None:
+    history.samples.append(int(seen))
+    history.acceptance.append(acc_sum / count)
+    history.step_size.append(st_sum / count)
+    history.log_joint.append(lj_sum / count)
+    history.seconds.append(time.perf_counter() - started)
+
+
+def trained_mcem(
+    spec: ModelSpec,
+    config: TrainConfig,
+    train,
+    *,
+    n_leapfrog: int = 10,
+    updates_per_sample: int = 5,
+    jitter: float = 0.5,
+    device: str | torch.device | None = None,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> tuple[VAE, MCEMHistory]:
+    """The model ``spec`` trained by Monte Carlo EM under ``config`` on ``train`` — from the
+    cache if it is there, else trained now and cached (as :func:`aevb.cache.trained_model`).
+
+    Key: ``model_key(spec, config, data, tag="mcem/<n_leapfrog>/<updates>/<jitter>")``;
+    the file is written atomically and read with ``weights_only=True``.
+    """
+    train_x, train_fp = _tensor_and_fingerprint(train)
+    tag = f"mcem/{n_leapfrog}/{updates_per_sample}/{jitter}"
+    key = model_key(spec, config, f"{train_fp}/none", tag=tag)
+    path = cache_root() / "models" / f"{key}.pt"
+    if path.exists() and not retrain:
+        try:
+            payload = load_checkpoint(path)
+            model = build_model(ModelSpec(**payload["spec"]))
+            model.load_state_dict(payload["state_dict"])
+            model.to(resolve_device(device or "cpu")).eval()
+            if verbose:
+                print(
+                    f"aevb: loaded cached MCEM model {key} (N_z={spec.z_dim}, "
+                    f"{config.samples:,} samples)"
+                )
+            return model, MCEMHistory.from_dict(payload["history"])
+        except (CheckpointError, KeyError, RuntimeError) as err:
+            aside = path.with_suffix(".corrupt")
+            os.replace(path, aside)
+            warnings.warn(f"{err}; moved it to {aside} and training again", stacklevel=2)
+    model = seeded_model(spec, config.seed)
+    if verbose:
+        print(f"aevb: training MCEM model {key} (N_z={spec.z_dim}, {config.samples:,} samples)")
+    history = fit_mcem(
+        model,
+        train_x,
+        config,
+        n_leapfrog=n_leapfrog,
+        updates_per_sample=updates_per_sample,
+        jitter=jitter,
+        device=device,
+    )
+    payload = checkpoint_payload(model, history, config)  # type: ignore[arg-type]
+    payload["algorithm"] = tag
+    save_checkpoint(path, payload)
+    return model, history

@@ -1,0 +1,317 @@
+"""``python -m benchmarks --out PATH``: measure, and write the JSON report the book plots.
+
+Sections (each in the report, measured or said not to be):
+
+throughput
+    samples per second of ``aevb.train.fit`` beside the first version of its loop, a tight
+    autograd loop and the conventional DataLoader loop (benchmarks/loops.py), for the
+    784-400-20 model at batch 128 and the paper's 784-500-20 at batch 100. The loops are
+    interleaved round by round (the machine is shared: its load drifts), and each round also
+    times the matrix multiplies of a step, so that "fraction of the matmul speed" compares
+    numbers taken under the same load. Medians over the rounds are reported: samples per
+    wall-clock second (the headline) and per CPU second of the process (less sensitive to
+    the load with one thread; with several, waiting threads count too).
+figure2
+    Figure 2's nine models alone and batched, and the projected time of the figure at the
+    paper's 10^8 samples per model: on the CPU (a short run, for scale) and on a GPU when one
+    is present (else the report says that the GPU numbers were not measured).
+chapters
+    with ``--chapters``: every book/*.ipynb executed cold in the book profile, its time and
+    peak memory; with ``--from-build``: the times the last book build stored.
+
+``--quick`` is a tiny configuration that only checks that everything runs (the tests use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import chapters as _chapters
+from . import figure2 as _figure2
+from . import loops as _loops
+
+SCHEMA = 1
+TARGETS = {
+    "ratio_vs_conventional": 4.0,
+    "fraction_of_matmul": 0.6,
+    "book_total_seconds": 15 * 60,
+    "chapter_seconds": 3 * 60,
+    "test_seconds": 20 * 60,
+    "peak_rss_mb": 4096,
+    "figure2_gpu_hours": 1.0,
+}
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine() -> dict:
+    return {
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def throughput(cases, samples: int, rounds: int, loops=None) -> dict:
+    """Interleaved rounds of every loop and the matmul measurement (see the docstring)."""
+    loops = loops or list(_loops.LOOPS)
+    x, source = _loops.training_images()
+    result = {"data": source, "samples_per_run": samples, "rounds": rounds, "cases": []}
+    for case in cases:
+        _log(f"throughput: {case.name}")
+        if x.shape[1] != case.x_dim:  # the --quick case: random grey levels of its size
+            x = torch.rand(400, case.x_dim, generator=torch.Generator().manual_seed(0))
+            result["data"] = f"uniform random grey levels, {case.x_dim} pixels (--quick)"
+        models = {name: None for name in loops}
+        runs: dict[str, list[float]] = {name: [] for name in loops}
+        cpu_runs: dict[str, list[float]] = {name: [] for name in loops}
+        matmul: list[float] = []
+        warm = max(case.batch_size, samples // 10)
+        for name in loops:  # warm-up: allocations, kernels, data caches
+            _, models[name] = _loops.LOOPS[name](case, x, warm)
+        for r in range(rounds):
+            order = loops[r % len(loops) :] + loops[: r % len(loops)]
+            for name in order:
+                cpu = time.process_time()
+                seconds, models[name] = _loops.LOOPS[name](case, x, samples, models[name], r)
+                runs[name].append(samples / seconds)
+                cpu_runs[name].append(samples / max(time.process_time() - cpu, 1e-9))
+            matmul.append(_loops.matmul_gflops(case))
+            _log(
+                f"  round {r + 1}/{rounds}: "
+                + ", ".join(f"{n} {runs[n][-1]:,.0f}/s" for n in loops)
+                + f", matmul {matmul[-1]:.1f} GFLOP/s, load {_load()}"
+            )
+        row = {
+            "name": case.name,
+            "x_dim": case.x_dim,
+            "hidden": case.hidden,
+            "z_dim": case.z_dim,
+            "batch_size": case.batch_size,
+            "parameters": case.parameters,
+            "samples_per_s": {n: round(statistics.median(v), 1) for n, v in runs.items()},
+            "samples_per_s_runs": {n: [round(s, 1) for s in v] for n, v in runs.items()},
+            "samples_per_cpu_s": {n: round(statistics.median(v), 1) for n, v in cpu_runs.items()},
+            "samples_per_cpu_s_runs": {n: [round(s, 1) for s in v] for n, v in cpu_runs.items()},
+            "matmul_gflops": round(statistics.median(matmul), 2),
+            "matmul_gflops_runs": [round(g, 2) for g in matmul],
+        }
+        if "aevb" in runs:
+            train = [_loops.train_gflops(case, s) for s in runs["aevb"]]
+            fractions = [t / m for t, m in zip(train, matmul, strict=True)]
+            row["train_gflops"] = round(statistics.median(train), 2)
+            row["fraction_of_matmul"] = round(statistics.median(fractions), 3)
+            row["fraction_of_matmul_runs"] = [round(f, 3) for f in fractions]
+            for other in ("conventional", "aevb_before", "tight"):
+                if other in runs:
+                    ratios = [a / b for a, b in zip(runs["aevb"], runs[other], strict=True)]
+                    row[f"ratio_vs_{other}"] = round(statistics.median(ratios), 2)
+                    row[f"ratio_vs_{other}_runs"] = [round(v, 2) for v in ratios]
+                    cpu = [a / b for a, b in zip(cpu_runs["aevb"], cpu_runs[other], strict=True)]
+                    row[f"cpu_ratio_vs_{other}"] = round(statistics.median(cpu), 2)
+            if "tight" in runs:
+                tight = [
+                    _loops.train_gflops(case, s) / m
+                    for s, m in zip(runs["tight"], matmul, strict=True)
+                ]
+                row["tight_fraction_of_matmul"] = round(statistics.median(tight), 3)
+        result["cases"].append(row)
+    return result
+
+
+def figure2_section(quick: bool, skip_gpu: bool) -> dict:
+    steps, warmup = (2, 1) if quick else (30, 5)
+    section: dict = {}
+    _log("figure2: CPU (a short run, for scale)")
+    try:
+        load = _load()
+        section["cpu"] = _figure2.measure("cpu", steps=steps, warmup=warmup)
+        section["cpu"].update(measured=True, load_at_start=load, load_at_end=_load())
+    except Exception as err:  # noqa: BLE001 - the report says what failed
+        section["cpu"] = {"measured": False, "reason": f"{type(err).__name__}: {err}"}
+    if skip_gpu:
+        section["gpu"] = {"measured": False, "reason": "skipped (--no-gpu)"}
+    elif not torch.cuda.is_available():
+        section["gpu"] = {
+            "measured": False,
+            "reason": "no GPU on this machine: the GPU numbers were not measured "
+            "(run `make bench` on a machine with CUDA to fill them in)",
+        }
+    else:
+        _log("figure2: GPU")
+        try:
+            section["gpu"] = _figure2.measure("cuda", steps=20 if quick else 2000, warmup=50)
+            section["gpu"]["measured"] = True
+        except Exception as err:  # noqa: BLE001
+            section["gpu"] = {"measured": False, "reason": f"{type(err).__name__}: {err}"}
+    return section
+
+
+def build_report(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    report: dict = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
+        "quick": args.quick,
+        "machine": machine(),
+        "load_at_start": _load(),
+        "targets": TARGETS,
+    }
+    if args.quick:
+        cases = [_loops.Case("tiny 16-8-2, batch 10", 16, 8, 2, 10)]
+        samples, rounds = 40, 1
+    else:
+        cases, samples, rounds = list(_loops.CASES), args.samples, args.rounds
+    if args.skip_throughput:
+        report["throughput"] = {"measured": False, "reason": "skipped (--skip-throughput)"}
+    else:
+        load = _load()
+        report["throughput"] = throughput(cases, samples, rounds)
+        report["throughput"].update(measured=True, load_at_start=load, load_at_end=_load())
+        report["throughput"]["torch_threads"] = torch.get_num_threads()
+    if args.skip_figure2:
+        skipped = {"measured": False, "reason": "skipped (--skip-figure2)"}
+        report["figure2"] = {"cpu": skipped, "gpu": skipped}
+    else:
+        report["figure2"] = figure2_section(args.quick, args.no_gpu)
+    if args.chapters:
+        _log("chapters: executing book/*.ipynb (cold, book profile)")
+        paths = [Path(p).resolve() for p in args.notebooks] if args.notebooks else None
+        load = _load()
+        report["chapters"] = _chapters.run_chapters(paths, profile=args.profile)
+        report["chapters"].update(load_at_start=load, load_at_end=_load())
+    elif args.from_build:
+        found = _chapters.from_build(Path(args.from_build))
+        report["chapters"] = found or {
+            "measured": False,
+            "reason": f"no jupyter-cache database under {args.from_build}",
+        }
+    else:
+        report["chapters"] = {
+            "measured": False,
+            "reason": "not run (pass --chapters to execute the notebooks, or --from-build _build "
+            "to read the times of the last book build)",
+        }
+    report["load_at_end"] = _load()
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    report["summary"] = summary(report)
+    return report
+
+
+def _skipped(section: dict) -> bool:
+    """Whether a section was skipped in this run (as opposed to measured, or unavailable)."""
+    parts = [section["cpu"], section["gpu"]] if "cpu" in section else [section]
+    return all(not p.get("measured") and "skipped" in p.get("reason", "") for p in parts)
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``new`` with the sections it skipped taken from ``old`` (``--update``)."""
+    merged = dict(new)
+    for key in ("throughput", "figure2"):
+        if _skipped(new[key]) and key in old:
+            merged[key] = old[key]
+    if not new["chapters"].get("measured") and old.get("chapters", {}).get("measured"):
+        merged["chapters"] = old["chapters"]
+    merged["command"] = f"{old.get('command')} ; then {new['command']} --update"
+    merged["summary"] = summary(merged)
+    return merged
+
+
+def summary(report: dict) -> dict:
+    """The headline numbers, each beside its target."""
+    out: dict = {}
+    tp = report.get("throughput", {})
+    for row in tp.get("cases", []):
+        out[row["name"]] = {
+            "ratio_vs_conventional": row.get("ratio_vs_conventional"),
+            "ratio_vs_aevb_before": row.get("ratio_vs_aevb_before"),
+            "fraction_of_matmul": row.get("fraction_of_matmul"),
+            "aevb_samples_per_s": row["samples_per_s"].get("aevb"),
+        }
+    ch = report.get("chapters", {})
+    if ch.get("measured"):
+        out["book"] = {
+            "total_seconds": ch["total_seconds"],
+            "max_chapter_seconds": ch["max_seconds"],
+            "peak_rss_mb": ch["peak_rss_mb"],
+            "all_ok": ch["all_ok"],
+        }
+    gpu = report.get("figure2", {}).get("gpu", {})
+    out["figure2_gpu_hours"] = gpu.get("projected_hours_batched") if gpu.get("measured") else None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--out", default="benchmarks/report.json", help="the JSON report to write")
+    parser.add_argument("--quick", action="store_true", help="a tiny run that checks the code")
+    parser.add_argument("--samples", type=int, default=12_800, help="samples per timed run")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per model")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-figure2", action="store_true")
+    parser.add_argument("--no-gpu", action="store_true", help="skip the GPU measurement")
+    parser.add_argument("--chapters", action="store_true", help="execute and time book/*.ipynb")
+    parser.add_argument("--notebooks", nargs="*", help="with --chapters: only these notebooks")
+    parser.add_argument("--profile", default="book", help="AEVB_PROFILE for --chapters")
+    parser.add_argument("--from-build", metavar="BUILD", help="read chapter times from BUILD")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the sections of the existing --out this run skips",
+    )
+    args = parser.parse_args(argv)
+    report = build_report(args)
+    out = Path(args.out)
+    if args.update and out.is_file():
+        report = merge(json.loads(out.read_text()), report)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    os.replace(tmp, out)
+    _log(f"wrote {out}")
+    _log(json.dumps(report["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Figure 2 at the paper's scale: samples per second per model, and the projected time.
+
+Figure 2 trains, for each N_z, a VAE on MNIST (784-500-N_z, N_z in 3, 5, 10, 20, 200) and on
+Frey Face (560-200-N_z, N_z in 2, 5, 10, 20) for 10^8 training samples, at batch 100. This
+module measures, on one device:
+
+* each model alone with :func:`aevb.train.fit` (samples per second);
+* each data set's models together with :func:`aevb.batched.fit_batched` (samples per second
+  per model: every model sees every sample);
+
+and projects the time of the whole figure, 10^8 samples for each of the 9 models. The speed
+does not depend on the pixel values, so where Frey Face is not available (offline) random grey
+levels of its size (1,965 images of 28 x 20) stand in, and the report says so.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+import aevb
+from aevb.batched import FIGURE2_Z, figure2_models, fit_batched
+from aevb.train import TrainConfig, fit
+
+PAPER_SAMPLES = 10**8
+BATCH = 100
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _data(name: str) -> tuple[torch.Tensor, str]:
+    try:
+        ds = aevb.data.load(name, "train", verbose=False)
+        return ds.images, ds.source
+    except Exception as err:  # noqa: BLE001 - any failure: stand-in data, said so
+        x_dim, n = (784, 60000) if name == "mnist" else (560, 1965)
+        x = torch.rand(n, x_dim, generator=torch.Generator().manual_seed(0))
+        return x, f"random grey levels of the same size ({name} unavailable: {type(err).__name__})"
+
+
+def _timed(fn, device) -> float:
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t
+
+
+def measure(device: str | torch.device = "cpu", steps: int = 200, warmup: int = 20) -> dict:
+    """Samples per second of Figure 2's models on ``device``, alone and batched, and the
+    projected time of the figure at 10^8 samples per model."""
+    dev = torch.device(device)
+    out: dict = {"device": str(dev), "steps": steps, "batch_size": BATCH, "datasets": {}}
+    if dev.type == "cuda":
+        out["device_name"] = torch.cuda.get_device_name(dev)
+    total_batched = total_alone = 0.0
+    for name, z_dims in FIGURE2_Z.items():
+        x, source = _data(name)
+        x = x.to(dev)
+        cfg = TrainConfig(samples=steps * BATCH, batch_size=BATCH, n_evals=2, eval_points=100)
+        warm = TrainConfig(samples=warmup * BATCH, batch_size=BATCH, n_evals=2, eval_points=100)
+        alone = {}
+        for model in figure2_models(name):
+            fit(model, x, warm, device=dev, show_progress=False)
+            seconds = _timed(
+                lambda m=model, x=x, c=cfg: fit(m, x, c, device=dev, show_progress=False), dev
+            )
+            alone[str(model.spec.z_dim)] = cfg.samples / seconds
+        models = figure2_models(name)
+        fit_batched(models, x, warm, device=dev, show_progress=False)
+        seconds = _timed(
+            lambda ms=models, x=x, c=cfg: fit_batched(ms, x, c, device=dev, show_progress=False),
+            dev,
+        )
+        batched = cfg.samples / seconds  # per model: each model sees every sample
+        projected_batched = PAPER_SAMPLES / batched
+        projected_alone = sum(PAPER_SAMPLES / s for s in alone.values())
+        total_batched += projected_batched
+        total_alone += projected_alone
+        out["datasets"][name] = {
+            "data": source,
+            "z_dims": list(z_dims),
+            "samples_per_s_alone": {k: round(v, 1) for k, v in alone.items()},
+            "samples_per_s_per_model_batched": round(batched, 1),
+            "projected_hours_alone": round(projected_alone / 3600, 3),
+            "projected_hours_batched": round(projected_batched / 3600, 3),
+        }
+    out["projected_hours_batched"] = round(total_batched / 3600, 3)
+    out["projected_hours_alone"] = round(total_alone / 3600, 3)
+    out["samples_per_model"] = PAPER_SAMPLES
+    return out

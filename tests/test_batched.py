@@ -1,0 +1,93 @@
+"""Several VAEs in one step (aevb.batched): equal to separate fit() runs on a tiny problem."""
+
+import pytest
+import torch
+
+from aevb.batched import StackedVAE, check_batchable, figure2_models, fit_batched
+from aevb.models import GaussianMLPDecoder, ModelSpec, build_model
+from aevb.train import NonFiniteBoundError, TrainConfig, fit
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add waiting on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(n=200, d=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(3, d, generator=g)
+    return (protos[torch.randint(3, (n,), generator=g)] * 0.8 + 0.1).clamp(0, 1)
+
+
+def _models(z_dims, decoder="bernoulli", seed=0):
+    torch.manual_seed(seed)
+    return [build_model(ModelSpec(x_dim=12, z_dim=z, hidden=6, decoder=decoder)) for z in z_dims]
+
+
+@pytest.mark.parametrize(
+    "decoder,binarize,L",
+    [("bernoulli", "dynamic", 1), ("bernoulli", "static", 2), ("gaussian", None, 1)],
+)
+def test_batched_training_equals_separate_fits(decoder, binarize, L):
+    x, xt = _data(), _data(60, seed=1)
+    cfg = TrainConfig(
+        samples=600, batch_size=40, lr=0.05, binarize=binarize, L=L, eval_points=50, n_evals=4
+    )
+    z_dims = (1, 2, 4)
+    separate = _models(z_dims, decoder)
+    together = _models(z_dims, decoder)
+    hists = [fit(m, x, cfg, xt, show_progress=False) for m in separate]
+    batched = fit_batched(together, x, cfg, xt, show_progress=False)
+    for a, b, ha, hb in zip(separate, together, hists, batched, strict=True):
+        assert ha.samples == hb.samples
+        assert ha.train_bound == pytest.approx(hb.train_bound, rel=1e-4)
+        assert ha.test_bound == pytest.approx(hb.test_bound, rel=1e-4)
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5)
+
+
+def test_stack_round_trip_keeps_weights_and_zero_padding():
+    models = _models((1, 3))
+    stack = StackedVAE(models)
+    assert stack.W2.shape == (2, 6, 6) and float(stack.W2[0, 1:3].detach().abs().sum()) == 0.0
+    copies = _models((1, 3), seed=1)
+    stack.store_into(copies)
+    for a, b in zip(models, copies, strict=True):
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+
+
+def test_models_that_cannot_share_a_step_are_refused_with_the_fix():
+    cfg = TrainConfig(samples=100)
+    mixed = [build_model(ModelSpec(12, 2, hidden=6)), build_model(ModelSpec(12, 2, hidden=7))]
+    with pytest.raises(ValueError, match="only z_dim may differ"):
+        check_batchable(mixed, cfg)
+    with pytest.raises(ValueError, match="estimator A"):
+        check_batchable(_models((2,)), TrainConfig(samples=100, estimator="A"))
+    odd = _models((2,))[0]
+    odd.decoder = GaussianMLPDecoder(2, 12, 6)
+    odd.decoder.forward = lambda z: None
+    with pytest.raises(ValueError, match="unmodified"):
+        check_batchable([odd], cfg)
+
+
+def test_non_finite_bound_names_the_model_and_keeps_good_parameters():
+    models = _models((1, 2))
+    with torch.no_grad():
+        models[1].encoder.out.bias[2:].fill_(200.0)  # log σ² = 200: σ² overflows
+    before = [p.detach().clone() for p in models[1].parameters()]
+    with pytest.raises(NonFiniteBoundError, match=r"model\(s\) \[1\]"):
+        fit_batched(models, _data(), TrainConfig(samples=400, batch_size=40), show_progress=False)
+    for p, q in zip(models[1].parameters(), before, strict=True):
+        assert torch.equal(p, q)
+
+
+def test_figure2_models_follow_the_paper():
+    mnist = figure2_models("mnist")
+    assert [m.spec.z_dim for m in mnist] == [3, 5, 10, 20, 200]
+    assert {(m.spec.x_dim, m.spec.hidden) for m in mnist} == {(784, 500)}
+    frey = figure2_models("frey-face", z_dims=(2,))
+    assert frey[0].spec.decoder == "gaussian" and frey[0].spec.x_dim == 560

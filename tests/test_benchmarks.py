@@ -1,0 +1,136 @@
+"""The benchmark (benchmarks/, `make bench`) runs in a tiny configuration and writes valid
+JSON. Nothing here is timed: the numbers of a tiny run on a shared machine mean nothing."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from aevb.models import ModelSpec, build_model
+
+# benchmarks/ is a folder of the repository (`python -m benchmarks`), not an installed package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import __main__ as bench  # noqa: E402
+from benchmarks import chapters, figure2, loops  # noqa: E402
+
+
+def _strict_json(path):
+    def refuse(name):
+        raise ValueError(f"{name} in the report: JSON has no NaN or Infinity")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_quick_benchmark_writes_a_valid_report(tmp_path, one_thread):
+    out = tmp_path / "report.json"
+    assert bench.main(["--quick", "--skip-figure2", "--threads", "1", "--out", str(out)]) == 0
+    report = _strict_json(out)
+    assert report["schema"] == bench.SCHEMA and report["quick"] is True
+    assert len(report["load_at_start"]) == 3 and report["machine"]["cores"] >= 1
+    (case,) = report["throughput"]["cases"]
+    assert set(case["samples_per_s"]) == {"aevb", "aevb_before", "tight", "conventional"}
+    assert all(v > 0 for v in case["samples_per_s"].values())
+    assert case["matmul_gflops"] > 0 and 0 < case["fraction_of_matmul"]
+    assert case["ratio_vs_conventional"] == pytest.approx(
+        case["samples_per_s"]["aevb"] / case["samples_per_s"]["conventional"], rel=1e-6, abs=0.01
+    )
+    assert report["chapters"]["measured"] is False and "--chapters" in report["chapters"]["reason"]
+    assert report["figure2"]["gpu"]["measured"] is False
+    assert report["summary"][case["name"]]["fraction_of_matmul"] == case["fraction_of_matmul"]
+    # --update keeps the sections a later run skips (e.g. chapter times added after a build).
+    argv = ["--quick", "--skip-throughput", "--skip-figure2", "--update", "--out", str(out)]
+    assert bench.main(argv) == 0
+    again = _strict_json(out)
+    assert again["throughput"] == report["throughput"] and "--update" in again["command"]
+
+
+def test_the_conventional_loop_is_the_same_model_and_loss():
+    case = loops.Case("tiny", 16, 8, 2, 10)
+    x = torch.rand(30, 16)
+    loader = loops.conventional_loader(case, x)
+    batch, _ = next(iter(loader))
+    assert batch.shape == (10, 1, 4, 4) and set(batch.unique().tolist()) <= {0.0, 1.0}
+    model = loops.ConventionalVAE(case)
+    assert sum(p.numel() for p in model.parameters()) == case.parameters
+    assert case.parameters == sum(p.numel() for p in build_model(case.spec).parameters())
+    recon, mu, logvar = model(batch)
+    assert math.isfinite(float(loops.conventional_loss(recon, batch, mu, logvar).detach()))
+
+
+@pytest.mark.slow
+def test_figure2_projection_runs_on_the_cpu(monkeypatch, one_thread):
+    torch.set_num_threads(1)  # tiny tensors: threads only add waiting on a shared machine
+    monkeypatch.setattr(
+        figure2,
+        "figure2_models",
+        lambda name: [build_model(ModelSpec(12, z, 6)) for z in (1, 3)],
+    )
+    monkeypatch.setattr(figure2, "_data", lambda name: (torch.rand(300, 12), "random"))
+    out = figure2.measure("cpu", steps=2, warmup=1)
+    for name in figure2.FIGURE2_Z:
+        row = out["datasets"][name]
+        assert row["samples_per_s_per_model_batched"] > 0
+        assert set(row["samples_per_s_alone"]) == {"1", "3"}
+    assert out["projected_hours_batched"] > 0 and out["samples_per_model"] == 10**8
+
+
+@pytest.mark.slow
+def test_chapter_timing_executes_a_notebook_and_reads_its_memory(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import os\nprint(os.environ['AEVB_PROFILE'])")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    good, bad = tmp_path / "good.ipynb", tmp_path / "bad.ipynb"
+    nbformat.write(nb, good)
+    nb.cells = [nbformat.v4.new_code_cell("assert False, 'a claim failed'")]
+    nbformat.write(nb, bad)
+    result = chapters.run_chapters([good, bad], profile="smoke", timeout=120, log=lambda m: None)
+    ok, failed = result["notebooks"]
+    assert ok["ok"] and ok["seconds"] > 0 and ok["peak_rss_mb"] > 10
+    assert not failed["ok"] and "a claim failed" in failed["error"]
+    assert result["count"] == 2 and result["all_ok"] is False
+    assert result["total_seconds"] == pytest.approx(ok["seconds"] + failed["seconds"], abs=0.02)
+
+
+def test_chapter_list_follows_the_table_of_contents_and_missing_builds_are_none(tmp_path):
+    names = [p.stem for p in chapters.notebooks()]
+    toc_order = [n for n in ("01_problem", "05_aevb_algorithm", "performance") if n in names]
+    assert toc_order == sorted(toc_order, key=names.index)
+    assert chapters.from_build(tmp_path) is None
+
+
+def test_chapter_times_are_read_from_the_build_cache(tmp_path):
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("1", execution_count=1)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    first = chapters.notebooks()[0]
+    cache = get_cache(str(tmp_path / ".jupyter_cache"))
+    bundle = CacheBundleIn(nb, str(first), data={"execution_seconds": 12.5})
+    cache.cache_notebook_bundle(bundle, check_validity=False)
+    result = chapters.from_build(tmp_path)
+    rows = {r["name"]: r for r in result["notebooks"]}
+    assert rows[first.stem]["ok"] and rows[first.stem]["seconds"] == 12.5
+    others = [r for r in result["notebooks"] if r["name"] != first.stem]
+    assert all(not r["ok"] and "not in the build's cache" in r["error"] for r in others)
+    assert result["total_seconds"] == 12.5 and result["mode"] == "jupyter-cache"

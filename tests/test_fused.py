@@ -1,0 +1,118 @@
+"""fit()'s fast path for the paper's model (aevb._fused): the same bound and gradient as
+elbo_b with autograd, the same training as the general path, and the same safeguards."""
+
+import pytest
+import torch
+
+import aevb._fused as fused
+from aevb.bound import elbo_b
+from aevb.models import GaussianMLPDecoder, ModelSpec, build_model
+from aevb.train import NonFiniteBoundError, TrainConfig, fit
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add waiting on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def _data(n=200, d=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(3, d, generator=g)
+    return (protos[torch.randint(3, (n,), generator=g)] * 0.8 + 0.1).clamp(0, 1)
+
+
+def _model(decoder="bernoulli", seed=0, **decoder_options):
+    torch.manual_seed(seed)
+    model = build_model(ModelSpec(x_dim=12, z_dim=3, hidden=7, decoder=decoder, init_std=0.3))
+    if decoder_options:
+        model.decoder = GaussianMLPDecoder(3, 12, 7, **decoder_options)
+    return model
+
+
+CASES = [
+    ("bernoulli", 1, {}),
+    ("bernoulli", 3, {}),
+    ("gaussian", 1, {}),
+    ("gaussian", 2, {"mean_activation": "identity"}),
+    ("gaussian", 1, {"min_log_var": -0.5}),
+]
+
+
+@pytest.mark.parametrize("decoder,L,options", CASES)
+def test_bound_and_gradient_equal_elbo_b_with_autograd(decoder, L, options):
+    model, x = _model(decoder, **options), _data(6)
+    assert fused.supports(model, "B")
+    torch.manual_seed(1)
+    bound = elbo_b(model, x, L).mean()
+    model.zero_grad()
+    (-bound).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    torch.manual_seed(1)  # the same noise: drawn as rsample((L,)) draws it
+    got = fused.FusedELBO(model, L).step(x)
+    assert float(got) == pytest.approx(float(bound.detach()), rel=1e-5)
+    for p, g in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "decoder,binarize,weight_prior", [("bernoulli", "dynamic", True), ("gaussian", None, False)]
+)
+def test_fit_trains_the_same_with_and_without_the_fast_path(
+    decoder, binarize, weight_prior, monkeypatch
+):
+    x, xt = _data(), _data(50, seed=1)
+    cfg = TrainConfig(
+        samples=800,
+        batch_size=40,
+        lr=0.05,
+        binarize=binarize,
+        weight_prior=weight_prior,
+        eval_points=50,
+        n_evals=4,
+    )
+    fast = _model(decoder)
+    h_fast = fit(fast, x, cfg, xt, show_progress=False)
+    monkeypatch.setattr(fused, "supports", lambda model, estimator: False)
+    slow = _model(decoder)
+    h_slow = fit(slow, x, cfg, xt, show_progress=False)
+    assert h_fast.samples == h_slow.samples
+    assert h_fast.train_bound == pytest.approx(h_slow.train_bound, rel=1e-4)
+    for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fast_path_is_deterministic():
+    x = _data()
+    runs = []
+    for _ in range(2):
+        model = _model()
+        torch.manual_seed(123)  # unrelated global state must not matter
+        hist = fit(model, x, TrainConfig(samples=600, batch_size=40, seed=7), show_progress=False)
+        runs.append((hist.train_bound, [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+def test_only_the_unmodified_paper_model_takes_the_fast_path():
+    assert not fused.supports(_model(), "A")
+    hooked = _model()
+    hooked.decoder.hidden.register_forward_hook(lambda *args: None)
+    assert not fused.supports(hooked, "B")
+    patched = _model()
+    patched.decoder.forward = lambda z: None
+    assert not fused.supports(patched, "B")
+    doubled = _model().double()
+    assert not fused.supports(doubled, "B")
+
+
+def test_non_finite_bound_on_the_fast_path_keeps_the_last_good_parameters():
+    model = _model()
+    with torch.no_grad():
+        model.encoder.out.bias[3:].fill_(200.0)  # log σ² = 200: σ² overflows, KL is inf
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(NonFiniteBoundError, match="at step 0"):
+        fit(model, _data(), TrainConfig(samples=400, batch_size=40), show_progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
