@@ -345,6 +345,7 @@ def fit_full_vb(
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     N = train_x.shape[0]
+    batch_size = min(batch_size, N)  # fewer datapoints than a minibatch: one full batch
     x = train_x.float()
     binary = binarize is not None
     if binarize == "static":
