@@ -14,6 +14,9 @@ The package mirrors the book, one module per idea of the paper:
 - :mod:`aevb.intractable` — exact log p(x), p(z|x) and KL (grid, closed form) and their cost.
 - :mod:`aevb.variance` — variance and SNR of gradient estimators; closed forms (Sections 2.2, 2.4).
 - :mod:`aevb.reparameterization` — the three families of reparameterizable distributions (2.4).
+- :mod:`aevb.posterior` — per-datapoint posteriors (a Gaussian per x, HMC) vs the encoder.
+- :mod:`aevb.marginal_inference` — denoising, inpainting, super-resolution with a VAE prior.
+- :mod:`aevb.full_vb` — Appendix F: a variational posterior over the decoder's weights.
 - :mod:`aevb.profile` — ``AEVB_PROFILE``: the one switch for training lengths.
 - :mod:`aevb.widgets` — explorers that work live in a kernel and static in the HTML book.
 """
@@ -74,3 +77,9 @@ __all__ = [
 from . import marginal_hmc, mcem, wake_sleep  # noqa: E402
 
 __all__ += ["marginal_hmc", "mcem", "wake_sleep"]
+
+# Chapters 9-11: per-datapoint posterior inference, marginal inference (denoising, inpainting,
+# super-resolution with a VAE prior) and full variational Bayes (Appendix F).
+from . import full_vb, marginal_inference, posterior  # noqa: E402
+
+__all__ += ["full_vb", "marginal_inference", "posterior"]

@@ -66,7 +66,7 @@ _BUDGETS: dict[str, tuple[float, float, float]] = {
     "algorithm1_demo_samples": (2_000, 20_000, 100_000),
     # Ch. 8 (Figures 4, 5, the N_z explorer): MNIST models with N_z = 2, 5, 10 (N_z = 20 is
     # chapter 5's, aevb_mnist_samples); equal to aevb_mnist_samples in smoke and paper.
-    "manifold_samples": (2_000, 250_000, 10_000_000),
+    "manifold_samples": (2_000, 200_000, 10_000_000),
     # Ch. 10 (marginal inference): test images per task, restoration steps, Gibbs sweeps.
     "marginal_points": (12, 100, 1_000),
     "marginal_steps": (20, 200, 2_000),
