@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,30 +58,72 @@ def trained_model(
 
     ``train`` and ``test`` are :class:`aevb.data.DataSet` objects (their fingerprints enter the
     key) or plain tensors (hashed here). The model is returned on ``device`` (default: CPU).
+    Its initial weights come from ``config.seed`` alone, so the same key always means the same
+    training run.
+    """
+
+    def train_now(model, train_x, test_x, partial):
+        return fit(model, train_x, config, test_x, device=device, checkpoint=partial)
+
+    return cached_training(
+        spec, config, train, test, train_now,
+        tag=tag, label="model", device=device, retrain=retrain, verbose=verbose,
+    )  # fmt: skip
+
+
+Trainer = Callable[[VAE, torch.Tensor, "torch.Tensor | None", str], History]
+
+
+def cached_training(
+    spec: ModelSpec,
+    config: TrainConfig,
+    train,
+    test,
+    train_now: Trainer,
+    *,
+    tag: str = "",
+    label: str = "model",
+    device: str | torch.device | None = None,
+    retrain: bool = False,
+    verbose: bool = True,
+    load: Callable[[str, str | torch.device], tuple[VAE, Any]] | None = None,
+) -> tuple[VAE, Any]:
+    """Load the model keyed by (``spec``, ``config``, data, ``tag``), or train it and cache it.
+
+    ``train_now(model, train_x, test_x, partial)`` trains a model freshly initialised from
+    ``config.seed`` and leaves its checkpoint at the path ``partial``; that file is renamed to
+    the cache entry only once complete, so an interrupted run never passes for a finished
+    one. ``load(path, device)`` reads an entry back (default: :func:`aevb.train.load_model`,
+    model and :class:`History`). A cached file that cannot be read is moved aside
+    (``.corrupt``) and the model is trained again.
     """
     train_x, train_fp = _tensor_and_fingerprint(train)
     test_x, test_fp = _tensor_and_fingerprint(test) if test is not None else (None, "none")
     key = model_key(spec, config, f"{train_fp}/{test_fp}", tag)
     path = cache_root() / "models" / f"{key}.pt"
+    what = f"{key} (N_z={spec.z_dim}, {config.samples:,} samples)"
     if path.exists() and not retrain:
         try:
-            model, history, _ = load_model(str(path), device=device or "cpu")
+            model, history = (load or _load_vae)(str(path), device or "cpu")
             if verbose:
-                print(
-                    f"aevb: loaded cached model {key} "
-                    f"(N_z={spec.z_dim}, {config.samples:,} samples)"
-                )
+                print(f"aevb: loaded cached {label} {what}")
             return model, history
-        except CheckpointError as err:
+        except (CheckpointError, KeyError, RuntimeError) as err:
             aside = path.with_suffix(".corrupt")
             os.replace(path, aside)
-            warnings.warn(f"{err}; moved it to {aside} and training again", stacklevel=2)
-    model = build_model(spec)
+            warnings.warn(f"{err}; moved it to {aside} and training again", stacklevel=3)
+    model = build_model(spec, seed=config.seed)
     if verbose:
-        print(f"aevb: training model {key} (N_z={spec.z_dim}, {config.samples:,} samples)")
+        print(f"aevb: training {label} {what}")
     partial = path.with_suffix(".partial")  # never mistaken for a finished model
-    history = fit(model, train_x, config, test_x, device=device, checkpoint=str(partial))
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    history = train_now(model, train_x, test_x, str(partial))
     os.replace(partial, path)
+    return model, history
+
+
+def _load_vae(path: str, device: str | torch.device) -> tuple[VAE, History]:
+    model, history, _ = load_model(path, device=device)
     return model, history
 
 

@@ -39,6 +39,7 @@ from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from . import data as _data
 from ._checks import check_positive_int
+from ._random import keeps_global_rng
 from .bound import dataset_bound
 from .cache import cache_root
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -318,6 +319,7 @@ class FullVBHistory:
         return asdict(self)
 
 
+@keeps_global_rng
 def fit_full_vb(
     model: FullVBVAE,
     train_x: torch.Tensor,
@@ -408,6 +410,7 @@ def _record(model, history, eval_x, N, prior_std, seen, spent, seed) -> None:
     history.seconds.append(spent)
 
 
+@keeps_global_rng
 def trained_full_vb(
     train,
     samples: int,

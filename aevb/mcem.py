@@ -26,16 +26,15 @@ per epoch, far too slowly), and each transition jitters it by ±``jitter``.
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
 
 from ._checks import check_positive_int
-from .cache import _tensor_and_fingerprint, cache_root, model_key
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ._random import keeps_global_rng
+from .cache import cached_training
+from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
 from .hmc import posterior_log_prob
 from .marginal_hmc import adapt_step, hmc_transition
@@ -51,7 +50,6 @@ from .train import (
     eval_schedule,
     make_optimizer,
 )
-from .wake_sleep import seeded_model
 
 __all__ = ["MCEMHistory", "fit_mcem", "trained_mcem"]
 
@@ -78,6 +76,7 @@ class MCEMHistory:
         return cls(**{k: list(d.get(k, [])) for k in cls.__dataclass_fields__})
 
 
+@keeps_global_rng
 def fit_mcem(
     model: VAE,
     train_x: torch.Tensor,
@@ -213,39 +212,30 @@ def trained_mcem(
     Key: ``model_key(spec, config, data, tag="mcem/<n_leapfrog>/<updates>/<jitter>")``;
     the file is written atomically and read with ``weights_only=True``.
     """
-    train_x, train_fp = _tensor_and_fingerprint(train)
     tag = f"mcem/{n_leapfrog}/{updates_per_sample}/{jitter}"
-    key = model_key(spec, config, f"{train_fp}/none", tag=tag)
-    path = cache_root() / "models" / f"{key}.pt"
-    if path.exists() and not retrain:
-        try:
-            payload = load_checkpoint(path)
-            model = build_model(ModelSpec(**payload["spec"]))
-            model.load_state_dict(payload["state_dict"])
-            model.to(resolve_device(device or "cpu")).eval()
-            if verbose:
-                print(
-                    f"aevb: loaded cached MCEM model {key} (N_z={spec.z_dim}, "
-                    f"{config.samples:,} samples)"
-                )
-            return model, MCEMHistory.from_dict(payload["history"])
-        except (CheckpointError, KeyError, RuntimeError) as err:
-            aside = path.with_suffix(".corrupt")
-            os.replace(path, aside)
-            warnings.warn(f"{err}; moved it to {aside} and training again", stacklevel=2)
-    model = seeded_model(spec, config.seed)
-    if verbose:
-        print(f"aevb: training MCEM model {key} (N_z={spec.z_dim}, {config.samples:,} samples)")
-    history = fit_mcem(
-        model,
-        train_x,
-        config,
-        n_leapfrog=n_leapfrog,
-        updates_per_sample=updates_per_sample,
-        jitter=jitter,
-        device=device,
-    )
-    payload = checkpoint_payload(model, history, config)  # type: ignore[arg-type]
-    payload["algorithm"] = tag
-    save_checkpoint(path, payload)
-    return model, history
+
+    def train_now(model, train_x, _test_x, partial):
+        history = fit_mcem(
+            model,
+            train_x,
+            config,
+            n_leapfrog=n_leapfrog,
+            updates_per_sample=updates_per_sample,
+            jitter=jitter,
+            device=device,
+        )
+        payload = checkpoint_payload(model, history, config)  # type: ignore[arg-type]
+        payload["algorithm"] = tag
+        save_checkpoint(partial, payload)
+        return history
+
+    def load(path, dev):
+        payload = load_checkpoint(path)
+        model = build_model(ModelSpec(**payload["spec"]))
+        model.load_state_dict(payload["state_dict"])
+        return model.to(resolve_device(dev)).eval(), MCEMHistory.from_dict(payload["history"])
+
+    return cached_training(
+        spec, config, train, None, train_now,
+        tag=tag, label="MCEM model", device=device, retrain=retrain, verbose=verbose, load=load,
+    )  # fmt: skip

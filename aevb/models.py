@@ -183,6 +183,15 @@ class VAE(nn.Module):
         return self.decoder.mean(self.encoder.params(x)[0])
 
 
-def build_model(spec: ModelSpec | dict) -> VAE:
-    """A freshly initialised :class:`VAE` from a spec (or its dict form)."""
-    return VAE(spec if isinstance(spec, ModelSpec) else ModelSpec(**spec))
+def build_model(spec: ModelSpec | dict, seed: int | None = None) -> VAE:
+    """A freshly initialised :class:`VAE` from a spec (or its dict form).
+
+    With ``seed`` the initial weights depend on the seed only, not on the global random state
+    (which is left as it was), so a cached model can always be trained again identically.
+    """
+    spec = spec if isinstance(spec, ModelSpec) else ModelSpec(**spec)
+    if seed is None:
+        return VAE(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VAE(spec)

@@ -30,6 +30,7 @@ import torch
 
 from . import _fused
 from . import data as _data
+from ._random import keeps_global_rng
 from .bound import ESTIMATORS, dataset_bound, elbo
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
@@ -197,6 +198,7 @@ def _binarize_generator(device: torch.device, seed: int, cpu: torch.Generator) -
         return cpu
 
 
+@keeps_global_rng
 def fit(
     model: VAE,
     train_x: torch.Tensor,

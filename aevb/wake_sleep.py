@@ -24,14 +24,13 @@ seed), the same minibatch order, one training "sample" per datapoint of a miniba
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
 
 import torch
 
-from .cache import _tensor_and_fingerprint, cache_root, model_key
-from .checkpoint import CheckpointError, save_checkpoint
+from ._random import keeps_global_rng
+from .cache import cached_training
+from .checkpoint import save_checkpoint
 from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
 from .progress import progress
@@ -44,7 +43,6 @@ from .train import (
     _training_data,
     checkpoint_payload,
     eval_schedule,
-    load_model,
     make_optimizer,
 )
 
@@ -108,6 +106,7 @@ def _sample_with(px: torch.distributions.Distribution, generator: torch.Generato
     )
 
 
+@keeps_global_rng
 def fit_wake_sleep(
     model: VAE,
     train_x: torch.Tensor,
@@ -212,10 +211,8 @@ def _check_finite(loss, phase, params, good, step, seen) -> None:
 
 def seeded_model(spec: ModelSpec, seed: int) -> VAE:
     """A freshly initialised model whose initial weights depend on ``seed`` only (not on the
-    global random state), so a cached model can always be trained again identically."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model(spec)
+    global random state): :func:`aevb.models.build_model` with a seed."""
+    return build_model(spec, seed=seed)
 
 
 def trained_wake_sleep(
@@ -238,30 +235,16 @@ def trained_wake_sleep(
     that cannot be read is moved aside (``.corrupt``) and the model trained again. ``train``
     and ``test`` are :class:`aevb.data.DataSet` objects or tensors.
     """
-    train_x, train_fp = _tensor_and_fingerprint(train)
-    test_x, test_fp = _tensor_and_fingerprint(test) if test is not None else (None, "none")
-    key = model_key(spec, config, f"{train_fp}/{test_fp}", tag=f"wake-sleep/{sleep}")
-    path = cache_root() / "models" / f"{key}.pt"
-    if path.exists() and not retrain:
-        try:
-            model, history, _ = load_model(str(path), device=device or "cpu")
-            if verbose:
-                print(
-                    f"aevb: loaded cached wake-sleep model {key} (N_z={spec.z_dim}, "
-                    f"{config.samples:,} samples)"
-                )
-            return model, history
-        except CheckpointError as err:
-            aside = path.with_suffix(".corrupt")
-            os.replace(path, aside)
-            warnings.warn(f"{err}; moved it to {aside} and training again", stacklevel=2)
-    model = seeded_model(spec, config.seed)
-    if verbose:
-        print(
-            f"aevb: training wake-sleep model {key} (N_z={spec.z_dim}, {config.samples:,} samples)"
-        )
-    history = fit_wake_sleep(model, train_x, config, test_x, sleep=sleep, device=device)
-    payload = checkpoint_payload(model, history, config)
-    payload["algorithm"] = f"wake-sleep/{sleep}"
-    save_checkpoint(path, payload)
-    return model, history
+    algorithm = f"wake-sleep/{sleep}"
+
+    def train_now(model, train_x, test_x, partial):
+        history = fit_wake_sleep(model, train_x, config, test_x, sleep=sleep, device=device)
+        payload = checkpoint_payload(model, history, config)
+        payload["algorithm"] = algorithm
+        save_checkpoint(partial, payload)
+        return history
+
+    return cached_training(
+        spec, config, train, test, train_now,
+        tag=algorithm, label="wake-sleep model", device=device, retrain=retrain, verbose=verbose,
+    )  # fmt: skip

@@ -58,7 +58,6 @@ __all__ = [
     "final_bounds",
     "plot",
     "run",
-    "seeded",
     "settings",
 ]
 
@@ -80,17 +79,6 @@ def cpu_threads(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the block under ``torch.manual_seed(seed)`` and restore the global random state
-    afterwards: a model built inside starts from weights fixed by ``seed`` (the initial weights
-    of :func:`aevb.cache.trained_model` come from the global state), the same as
-    :func:`aevb.wake_sleep.seeded_model` gives wake-sleep, whatever ran before."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 def settings(profile: str | None = None) -> dict:
@@ -159,18 +147,16 @@ def run(out: str | os.PathLike | None = None, device=None) -> dict:
         for which, z in jobs:
             if which == "mnist":
                 spec = ModelSpec(784, z, s["hidden_mnist"], "bernoulli")
-                with seeded(0):
-                    _, h_aevb = zoo.mnist_vae(
-                        z_dim=z, hidden=s["hidden_mnist"], device=dev, **_config(s)
-                    )
+                _, h_aevb = zoo.mnist_vae(
+                    z_dim=z, hidden=s["hidden_mnist"], device=dev, **_config(s)
+                )
                 train, test = mnist_train, mnist_test
                 cfg = TrainConfig(**_config(s))
             else:
                 spec = ModelSpec(cont_train.images.shape[1], z, s["hidden_continuous"], "gaussian")
                 cfg = TrainConfig(binarize=None, **_config(s))
                 train, test = cont_train, cont_test
-                with seeded(0):
-                    _, h_aevb = trained_model(spec, cfg, train, test, device=dev)
+                _, h_aevb = trained_model(spec, cfg, train, test, device=dev)
             bar.update(1)
             _, h_ws = trained_wake_sleep(spec, cfg, train, test, device=dev)
             bar.update(1)
