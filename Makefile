@@ -14,12 +14,13 @@ export AEVB_CACHE ?= $(CURDIR)/_build/cache
 # over the cores (measured: 3-10x under load). Override with OMP_NUM_THREADS=2 make ...
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: help env book test test-unit test-notebooks test-browser lint format bench smoke-book clean
+.PHONY: help env book test test-unit test-notebooks test-browser lint format bench bench-book smoke-book clean
 
 help:
 	@echo "make book   build the HTML book into _build/html (profile: $(AEVB_PROFILE))"
 	@echo "make test   lint, unit tests, notebooks under nbval, and browser tests of the built book"
 	@echo "make bench  run benchmarks/ and write benchmarks/report.json"
+	@echo "make bench-book  time a cold book build; chapter times into benchmarks/report.json"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -74,6 +75,15 @@ test: lint test-unit test-notebooks test-browser
 
 bench: $(STAMP)
 	$(PY) -m benchmarks --out benchmarks/report.json
+
+# A cold build of the whole book, timed (wall time, peak memory by GNU time), its chapter times
+# read from the build's execution cache into the report. Clears _build first.
+bench-book: $(STAMP)
+	rm -rf _build
+	/usr/bin/time -v -o book-build.time $(MAKE) book
+	$(PY) -m benchmarks --skip-throughput --skip-figure2 --from-build _build \
+	  --build-time book-build.time --update --out benchmarks/report.json
+	rm -f book-build.time
 
 clean:
 	rm -rf _build

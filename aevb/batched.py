@@ -29,14 +29,14 @@ from .device import resolve_device
 from .models import VAE, GaussianMLPDecoder
 from .progress import progress
 from .train import (
+    EvalClock,
     History,
     NonFiniteBoundError,
     TrainConfig,
-    _minibatches,
-    _record,
-    _training_data,
-    eval_schedule,
     make_optimizer,
+    minibatches,
+    record_bound,
+    training_data,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -183,7 +183,7 @@ def fit_batched(
     dev = resolve_device(device)
     for m in models:
         m.to(dev)
-    data = _training_data(models[0], train_x, test_x, config, dev)
+    data = training_data(models[0], train_x, test_x, config, dev)
     N = data.x.shape[0]
     stack = StackedVAE(models).to(dev)
     K, Z, L = stack.K, stack.Z, config.L
@@ -194,9 +194,9 @@ def fit_batched(
     gens = [torch.Generator(device=dev).manual_seed(config.seed) for _ in models]
     eps = torch.zeros(K, L, config.batch_size, Z, device=dev)
     histories = [History() for _ in models]
-    schedule = eval_schedule(config.samples, config.batch_size, config.n_evals)
+    clock = EvalClock(config.samples, config.batch_size, config.n_evals)
     good = [p.detach().clone() for p in params]
-    next_eval, seen, step, started = 0, 0, 0, time.perf_counter()
+    seen, step, started = 0, 0, time.perf_counter()
     pending = torch.zeros(K, device=dev)
     bar = progress(
         total=config.samples,
@@ -206,7 +206,7 @@ def fit_batched(
         disable=None if show_progress else True,
     )
     try:
-        for batch in _minibatches(data, config, dev):
+        for batch in minibatches(data, config, dev):
             M = batch.shape[0]
             if eps.shape[2] != M:
                 eps = torch.zeros(K, L, M, Z, device=dev)
@@ -225,9 +225,7 @@ def fit_batched(
             seen += M
             step += 1
             bar.update(M)
-            if next_eval < len(schedule) and seen >= schedule[next_eval]:
-                while next_eval < len(schedule) and seen >= schedule[next_eval]:
-                    next_eval += 1
+            if clock.due(seen):
                 _check(pending, step, seen, params, good)
                 _evaluate(stack, models, histories, seen, data, config, started)
             if seen >= config.samples:
@@ -265,7 +263,7 @@ def _check(pending, step, seen, params, good) -> None:
 def _evaluate(stack, models, histories, seen, data, config, started) -> None:
     stack.store_into(models)
     for m, h in zip(models, histories, strict=True):
-        _record(m, h, seen, data.eval_train, data.eval_test, config, started)
+        record_bound(m, h, seen, data.eval_train, data.eval_test, config, started)
         m.train()
 
 

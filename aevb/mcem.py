@@ -41,14 +41,14 @@ from .marginal_hmc import adapt_step, hmc_transition
 from .models import VAE, ModelSpec, build_model
 from .progress import progress
 from .train import (
+    EvalClock,
     NonFiniteBoundError,
     TrainConfig,
-    _binarize_batch,
-    _binarize_generator,
-    _training_data,
+    binarize_batch,
+    binarize_generator,
     checkpoint_payload,
-    eval_schedule,
     make_optimizer,
+    training_data,
 )
 
 __all__ = ["MCEMHistory", "fit_mcem", "trained_mcem"]
@@ -108,10 +108,10 @@ def fit_mcem(
     dev = resolve_device(device)
     model.to(dev)
     # The data and minibatch sequence of aevb.train.fit (with the indices, for the chains).
-    td = _training_data(model, train_x, None, config, dev)
+    td = training_data(model, train_x, None, config, dev)
     N, M = td.x.shape[0], config.batch_size
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    bin_gen = _binarize_generator(dev, config.seed, gen)
+    bin_gen = binarize_generator(dev, config.seed, gen)
     torch.manual_seed(config.seed)
     chains = torch.Generator(device="cpu").manual_seed(config.seed + 11)  # HMC's randomness
     # One persistent chain per datapoint, started from the prior; one shared step size.
@@ -121,8 +121,8 @@ def fit_mcem(
     params = [p for p in model.decoder.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, config)
     history = MCEMHistory()
-    schedule = eval_schedule(config.samples, M, config.n_evals)
-    next_eval, seen, step, started = 0, 0, 0, time.perf_counter()
+    clock = EvalClock(config.samples, M, config.n_evals)
+    seen, step, started = 0, 0, time.perf_counter()
     acc_sum = lj_sum = st_sum = 0.0
     count = 0
     bar = progress(
@@ -140,7 +140,7 @@ def fit_mcem(
                 idx = perm[start : start + M]
                 batch = td.x[idx]
                 if td.dynamic:
-                    batch = _binarize_batch(batch, bin_gen)
+                    batch = binarize_batch(batch, bin_gen)
                 # E-step: one HMC transition on p_θ(z|x) per datapoint, from its last state.
                 log_joint = posterior_log_prob(model, batch)
                 steps = step_size.expand(idx.shape[0])
@@ -169,9 +169,7 @@ def fit_mcem(
                 st_sum += float(step_size)
                 lj_sum += float(lp.mean())
                 bar.update(batch.shape[0])
-                if next_eval < len(schedule) and seen >= schedule[next_eval]:
-                    while next_eval < len(schedule) and seen >= schedule[next_eval]:
-                        next_eval += 1
+                if clock.due(seen):
                     _record(history, seen, acc_sum, st_sum, lj_sum, count, started)
                     acc_sum = st_sum = lj_sum = 0.0
                     count = 0

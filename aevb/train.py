@@ -114,6 +114,48 @@ def eval_schedule(total: int, batch_size: int, n: int) -> list[int]:
     return [s * batch_size for s in steps]
 
 
+def stop_if_not_finite(
+    loss: torch.Tensor,
+    params: list[torch.Tensor],
+    good: list[torch.Tensor],
+    what: str,
+    step: int,
+    seen: int,
+    sign: float = 1.0,
+) -> None:
+    """If ``loss`` is NaN or infinite, put the last good parameters back into ``params`` and
+    raise :class:`NonFiniteBoundError` naming the step (``sign * loss`` is what is reported:
+    -1 reports a bound from its negative)."""
+    if torch.isfinite(loss):
+        return
+    with torch.no_grad():
+        torch._foreach_copy_(params, good)
+    raise NonFiniteBoundError(
+        f"the {what} became {sign * float(loss.detach())} at step {step} ({seen} samples seen); "
+        "the model keeps the parameters of the last finite step. Lower the step size (lr) or "
+        "floor the decoder variance."
+    )
+
+
+class EvalClock:
+    """When a training loop evaluates the bound: at the points of :func:`eval_schedule`.
+
+    ``due(seen)`` is true once per point passed (several points passed in one step count as
+    one evaluation).
+    """
+
+    def __init__(self, total: int, batch_size: int, n: int) -> None:
+        self.points = eval_schedule(total, batch_size, n)
+        self._next = 0
+
+    def due(self, seen: int) -> bool:
+        """Whether ``seen`` samples have passed an evaluation point not taken yet."""
+        passed = self._next
+        while self._next < len(self.points) and seen >= self.points[self._next]:
+            self._next += 1
+        return self._next > passed
+
+
 def _prepare(x: torch.Tensor, model: VAE, device: torch.device) -> torch.Tensor:
     model.check_input(x)
     return x.to(device=device, dtype=torch.float32)
@@ -137,7 +179,7 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
 
 
 @dataclass
-class _TrainingData:
+class TrainingData:
     """The training tensor, the fixed evaluation subsets, and how minibatches are drawn."""
 
     x: torch.Tensor
@@ -146,7 +188,7 @@ class _TrainingData:
     dynamic: bool
 
 
-def _training_data(model, train_x, test_x, config: TrainConfig, dev) -> _TrainingData:
+def training_data(model, train_x, test_x, config: TrainConfig, dev) -> TrainingData:
     """Check and move the data; binarize statically if asked; pick the evaluation subsets."""
     x = _prepare(train_x, model, dev)
     xt = _prepare(test_x, model, dev) if test_x is not None else None
@@ -162,10 +204,10 @@ def _training_data(model, train_x, test_x, config: TrainConfig, dev) -> _Trainin
         eval_train = _data.binarize_static(eval_train, seed=config.seed + 2)
         if eval_test is not None:
             eval_test = _data.binarize_static(eval_test, seed=config.seed + 3)
-    return _TrainingData(x, eval_train, eval_test, dynamic)
+    return TrainingData(x, eval_train, eval_test, dynamic)
 
 
-def _minibatches(data: _TrainingData, config: TrainConfig, dev: torch.device):
+def minibatches(data: TrainingData, config: TrainConfig, dev: torch.device):
     """Minibatches of Algorithm 1, endlessly: slices of a fresh permutation each epoch (all
     full batches; the whole set when it is smaller than one), binarized when dynamic.
 
@@ -173,22 +215,22 @@ def _minibatches(data: _TrainingData, config: TrainConfig, dev: torch.device):
     come from one CPU generator seeded with it.
     """
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    bin_gen = _binarize_generator(dev, config.seed, gen)
+    bin_gen = binarize_generator(dev, config.seed, gen)
     x, N, M = data.x, data.x.shape[0], config.batch_size
     while True:
         perm = torch.randperm(N, generator=gen).to(dev)
         for start in range(0, N - M + 1 if N >= M else 1, M):
             batch = x[perm[start : start + M]]
-            yield _binarize_batch(batch, bin_gen) if data.dynamic else batch
+            yield binarize_batch(batch, bin_gen) if data.dynamic else batch
 
 
-def _binarize_batch(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def binarize_batch(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A fresh Bernoulli draw of a minibatch's grey levels: 1[u < x], u ~ U[0, 1)."""
     u = torch.rand(batch.shape, generator=generator, device=generator.device)
     return u.to(batch.device).lt_(batch)
 
 
-def _binarize_generator(device: torch.device, seed: int, cpu: torch.Generator) -> torch.Generator:
+def binarize_generator(device: torch.device, seed: int, cpu: torch.Generator) -> torch.Generator:
     """The generator of dynamic binarization: ``cpu`` on the CPU, else one on ``device``."""
     if device.type == "cpu":
         return cpu
@@ -220,7 +262,7 @@ def fit(
     """
     dev = resolve_device(device)
     model.to(dev)
-    data = _training_data(model, train_x, test_x, config, dev)
+    data = training_data(model, train_x, test_x, config, dev)
     N = data.x.shape[0]
     torch.manual_seed(config.seed)
     eval_train, eval_test = data.eval_train, data.eval_test
@@ -235,8 +277,7 @@ def fit(
     )
     good = [p.detach().clone() for p in params]
     history = history or History()
-    schedule = eval_schedule(config.samples, config.batch_size, config.n_evals)
-    next_eval = 0
+    clock = EvalClock(config.samples, config.batch_size, config.n_evals)
     seen, step, started = 0, 0, time.perf_counter()
     bar = progress(
         total=config.samples,
@@ -247,7 +288,7 @@ def fit(
     )
     model.train()
     try:
-        for batch in _minibatches(data, config, dev):  # one step of Algorithm 1 each
+        for batch in minibatches(data, config, dev):  # one step of Algorithm 1 each
             if fused is not None:  # the bound, and -its gradient in p.grad
                 bound = fused.step(batch)
             else:
@@ -255,16 +296,7 @@ def fit(
             loss = -bound
             if config.weight_prior:
                 loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
-            if not torch.isfinite(loss):
-                with torch.no_grad():
-                    for p, g in zip(params, good, strict=True):
-                        p.copy_(g)
-                raise NonFiniteBoundError(
-                    f"the bound became {float(bound.detach())} at step {step} "
-                    f"({seen} samples seen); "
-                    "the model keeps the parameters of the last finite step. Lower the step "
-                    "size (lr) or floor the decoder variance."
-                )
+            stop_if_not_finite(loss, params, good, "bound", step, seen, sign=-1.0)
             with torch.no_grad():
                 torch._foreach_copy_(good, params)
                 if fused is not None and config.weight_prior:
@@ -277,10 +309,8 @@ def fit(
             seen += batch.shape[0]
             step += 1
             bar.update(batch.shape[0])
-            if next_eval < len(schedule) and seen >= schedule[next_eval]:
-                while next_eval < len(schedule) and seen >= schedule[next_eval]:
-                    next_eval += 1
-                _record(model, history, seen, eval_train, eval_test, config, started)
+            if clock.due(seen):
+                record_bound(model, history, seen, eval_train, eval_test, config, started)
                 bar.set_postfix(train=f"{history.train_bound[-1]:.1f}")
                 if checkpoint:
                     save_checkpoint(
@@ -292,13 +322,13 @@ def fit(
         bar.close()
         model.eval()
     if not history.samples or history.samples[-1] != seen:
-        _record(model, history, seen, eval_train, eval_test, config, started)
+        record_bound(model, history, seen, eval_train, eval_test, config, started)
         if checkpoint:
             save_checkpoint(checkpoint, checkpoint_payload(model, history, config, optimizer))
     return history
 
 
-def _record(model, history, seen, eval_train, eval_test, config, started) -> None:
+def record_bound(model, history, seen, eval_train, eval_test, config, started) -> None:
     gen = torch.Generator().manual_seed(config.seed + 10)
     model.eval()
     history.samples.append(int(seen))

@@ -35,15 +35,15 @@ from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
 from .progress import progress
 from .train import (
+    EvalClock,
     History,
-    NonFiniteBoundError,
     TrainConfig,
-    _minibatches,
-    _record,
-    _training_data,
     checkpoint_payload,
-    eval_schedule,
     make_optimizer,
+    minibatches,
+    record_bound,
+    stop_if_not_finite,
+    training_data,
 )
 
 SLEEP_INPUTS: tuple[str, ...] = ("sample", "mean")
@@ -133,7 +133,7 @@ def fit_wake_sleep(
     dev = resolve_device(device)
     model.to(dev)
     # The same data, evaluation subsets and minibatch sequence as aevb.train.fit.
-    data = _training_data(model, train_x, test_x, config, dev)
+    data = training_data(model, train_x, test_x, config, dev)
     N, M = data.x.shape[0], config.batch_size
     torch.manual_seed(config.seed)
     dreams = torch.Generator(device="cpu").manual_seed(config.seed + 7)
@@ -144,8 +144,8 @@ def fit_wake_sleep(
     optimizer = make_optimizer(params, config)
     good = [p.detach().clone() for p in params]
     history = history or History()
-    schedule = eval_schedule(config.samples, M, config.n_evals)
-    next_eval, seen, step, started = 0, 0, 0, time.perf_counter()
+    clock = EvalClock(config.samples, M, config.n_evals)
+    seen, step, started = 0, 0, time.perf_counter()
     bar = progress(
         total=config.samples,
         unit="sample",
@@ -161,29 +161,27 @@ def fit_wake_sleep(
 
     model.train()
     try:
-        for batch in _minibatches(data, config, dev):
+        for batch in minibatches(data, config, dev):
             with torch.no_grad():
                 torch._foreach_copy_(good, params)
             # Wake: θ learns to generate the data from the recognised z.
             loss_w = wake_loss(model, batch) + prior_penalty(dec)
-            _check_finite(loss_w, "wake", params, good, step, seen)
+            stop_if_not_finite(loss_w, params, good, "wake loss", step, seen)
             optimizer.zero_grad(set_to_none=True)
             loss_w.backward()
             optimizer.step()
             # Sleep: φ learns to recognise z from the model's own dreams.
             loss_s = sleep_loss(model, batch.shape[0], sleep, generator=dreams)
             loss_s = loss_s + prior_penalty(enc)
-            _check_finite(loss_s, "sleep", params, good, step, seen)
+            stop_if_not_finite(loss_s, params, good, "sleep loss", step, seen)
             optimizer.zero_grad(set_to_none=True)
             loss_s.backward()
             optimizer.step()
             seen += batch.shape[0]
             step += 1
             bar.update(batch.shape[0])
-            if next_eval < len(schedule) and seen >= schedule[next_eval]:
-                while next_eval < len(schedule) and seen >= schedule[next_eval]:
-                    next_eval += 1
-                _record(model, history, seen, data.eval_train, data.eval_test, config, started)
+            if clock.due(seen):
+                record_bound(model, history, seen, data.eval_train, data.eval_test, config, started)
                 bar.set_postfix(train=f"{history.train_bound[-1]:.1f}")
             if seen >= config.samples:
                 break
@@ -191,22 +189,9 @@ def fit_wake_sleep(
         bar.close()
         model.eval()
     if not history.samples or history.samples[-1] != seen:
-        _record(model, history, seen, data.eval_train, data.eval_test, config, started)
+        record_bound(model, history, seen, data.eval_train, data.eval_test, config, started)
     model.eval()
     return history
-
-
-def _check_finite(loss, phase, params, good, step, seen) -> None:
-    """Restore the last good parameters and raise if ``loss`` is NaN or infinite."""
-    if torch.isfinite(loss):
-        return
-    with torch.no_grad():
-        for p, g in zip(params, good, strict=True):
-            p.copy_(g)
-    raise NonFiniteBoundError(
-        f"the {phase} loss became {float(loss.detach())} at step {step} ({seen} samples "
-        "seen); the model keeps the parameters of the last finite step. Lower the step size (lr)."
-    )
 
 
 def seeded_model(spec: ModelSpec, seed: int) -> VAE:

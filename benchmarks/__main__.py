@@ -215,14 +215,20 @@ def build_report(args) -> dict:
         _log("chapters: executing book/*.ipynb (cold, book profile)")
         paths = [Path(p).resolve() for p in args.notebooks] if args.notebooks else None
         load = _load()
-        report["chapters"] = _chapters.run_chapters(paths, profile=args.profile)
-        report["chapters"].update(load_at_start=load, load_at_end=_load())
+        # On a machine with CUDA the chapters run on the GPU: a section of their own.
+        key = "chapters_gpu" if torch.cuda.is_available() else "chapters"
+        report[key] = _chapters.run_chapters(paths, profile=args.profile)
+        report[key].update(load_at_start=load, load_at_end=_load())
+        if key == "chapters_gpu":
+            report["chapters"] = {"measured": False, "reason": "skipped (ran on the GPU)"}
     elif args.from_build:
         found = _chapters.from_build(Path(args.from_build))
         report["chapters"] = found or {
             "measured": False,
             "reason": f"no jupyter-cache database under {args.from_build}",
         }
+        if found and args.build_time:
+            found["build"] = _chapters.parse_gnu_time(Path(args.build_time).read_text())
     else:
         report["chapters"] = {
             "measured": False,
@@ -247,8 +253,9 @@ def merge(old: dict, new: dict) -> dict:
     for key in ("throughput", "figure2"):
         if _skipped(new[key]) and key in old:
             merged[key] = old[key]
-    if not new["chapters"].get("measured") and old.get("chapters", {}).get("measured"):
-        merged["chapters"] = old["chapters"]
+    for key in ("chapters", "chapters_gpu"):
+        if not new.get(key, {}).get("measured") and old.get(key, {}).get("measured"):
+            merged[key] = old[key]
     merged["command"] = f"{old.get('command')} ; then {new['command']} --update"
     merged["summary"] = summary(merged)
     return merged
@@ -273,6 +280,9 @@ def summary(report: dict) -> dict:
             "peak_rss_mb": ch["peak_rss_mb"],
             "all_ok": ch["all_ok"],
         }
+        if "build" in ch:
+            out["book"]["build_wall_seconds"] = ch["build"]["wall_seconds"]
+            out["book"]["build_max_rss_mb"] = ch["build"]["max_rss_mb"]
     gpu = report.get("figure2", {}).get("gpu", {})
     out["figure2_gpu_hours"] = gpu.get("projected_hours_batched") if gpu.get("measured") else None
     return out
@@ -294,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebooks", nargs="*", help="with --chapters: only these notebooks")
     parser.add_argument("--profile", default="book", help="AEVB_PROFILE for --chapters")
     parser.add_argument("--from-build", metavar="BUILD", help="read chapter times from BUILD")
+    parser.add_argument(
+        "--build-time",
+        metavar="FILE",
+        help="with --from-build: the output of `/usr/bin/time -v` around that build "
+        "(its wall time and peak memory go into the report)",
+    )
     parser.add_argument(
         "--update",
         action="store_true",

@@ -189,6 +189,31 @@ def from_build(build: Path | None = None) -> dict | None:
     return result
 
 
+def parse_gnu_time(text: str) -> dict:
+    """Wall time, CPU time and peak memory from the output of GNU ``/usr/bin/time -v``.
+
+    ``max_rss_mb`` is the largest resident set of any single process of the command (for a
+    book build: the kernel executing a chapter, or the Sphinx process).
+    """
+
+    def field(label: str) -> str:
+        match = re.search(rf"^\s*{re.escape(label)}: (.+)$", text, re.M)
+        if match is None:
+            raise ValueError(f"no '{label}' line: is this the output of /usr/bin/time -v?")
+        return match.group(1).strip()
+
+    clock = [float(v) for v in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
+    wall = sum(v * 60**i for i, v in enumerate(reversed(clock)))
+    return {
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(
+            float(field("User time (seconds)")) + float(field("System time (seconds)")), 1
+        ),
+        "max_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1),
+        "exit_status": int(field("Exit status")),
+    }
+
+
 def summarize(rows: list[dict], mode: str, profile: str) -> dict:
     """Totals and the targets of issue 7 beside the rows."""
     times = [r["seconds"] for r in rows if r.get("seconds") is not None]

@@ -134,3 +134,29 @@ def test_chapter_times_are_read_from_the_build_cache(tmp_path):
     others = [r for r in result["notebooks"] if r["name"] != first.stem]
     assert all(not r["ok"] and "not in the build's cache" in r["error"] for r in others)
     assert result["total_seconds"] == 12.5 and result["mode"] == "jupyter-cache"
+
+
+_GNU_TIME = """\
+\tCommand being timed: "make book"
+\tUser time (seconds): 700.25
+\tSystem time (seconds): 20.75
+\tPercent of CPU this job got: 98%
+\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02:03.5
+\tMaximum resident set size (kbytes): 1536000
+\tExit status: 0
+"""
+
+
+def test_gnu_time_output_is_parsed_and_a_wrong_file_named():
+    from benchmarks.chapters import parse_gnu_time
+
+    got = parse_gnu_time(_GNU_TIME)
+    assert got == {
+        "wall_seconds": 3723.5,
+        "cpu_seconds": 721.0,
+        "max_rss_mb": 1500.0,
+        "exit_status": 0,
+    }
+    assert parse_gnu_time(_GNU_TIME.replace("1:02:03.5", "12:03.25"))["wall_seconds"] == 723.2
+    with pytest.raises(ValueError, match="/usr/bin/time -v"):
+        parse_gnu_time("real 0m1.0s")
