@@ -1,5 +1,6 @@
-"""Fixtures for the browser tests (tests/test_browser.py): the built book, a local HTTP
-server over it, and Debian's headless Chromium driven by Playwright.
+"""Fixtures shared by the tests: one torch thread for every test, and for the browser tests
+(tests/test_browser.py) the built book, a local HTTP server over it, and Debian's headless
+Chromium driven by Playwright.
 
 The built book is ``$AEVB_BOOK_HTML`` (default ``_build/html``; ``make test-browser`` builds
 the smoke profile into ``_build/smoke`` and points here). Chromium is ``/usr/bin/chromium``
@@ -18,6 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = [
@@ -27,6 +29,16 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
 ]
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The tests' models are tiny: a second intra-op thread only adds waiting (and spins
+    against the other process on a busy 2-core machine). Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def in_ci() -> bool:

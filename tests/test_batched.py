@@ -8,14 +8,6 @@ from aevb.models import GaussianMLPDecoder, ModelSpec, build_model
 from aevb.train import NonFiniteBoundError, TrainConfig, fit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add waiting on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(n=200, d=12, seed=0):
     g = torch.Generator().manual_seed(seed)
     protos = torch.rand(3, d, generator=g)

@@ -12,14 +12,6 @@ from aevb.experiments import figure2, figure3
 from aevb.train import History
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _fake(name, split, n, d=784, seed=0):
     g = torch.Generator().manual_seed(seed)
     protos = torch.rand(4, d, generator=g)

@@ -16,15 +16,6 @@ from aevb.full_vb import (
 from aevb.marginal import importance_log_px
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model(seed=0, init_log_sigma=-2.0):
     torch.manual_seed(seed)
     model = FullVBVAE(x_dim=16, z_dim=2, hidden=8, init_log_sigma=init_log_sigma)

@@ -19,15 +19,6 @@ from aevb.marginal_hmc import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one intra-op thread (two spin against each other on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _model_and_data(n=16, x_dim=6, z_dim=3, seed=0):
     model = linear_gaussian_model(x_dim=x_dim, z_dim=z_dim, sigma=0.5, seed=seed)
     x = model.sample(n, generator=torch.Generator().manual_seed(seed + 1))

@@ -33,16 +33,6 @@ from aevb.marginal_inference import (
 from aevb.models import ModelSpec, build_model
 from aevb.posterior import GaussianPosterior
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 SHAPE = (4, 4)
 
 

@@ -10,15 +10,6 @@ from aevb.models import ModelSpec, build_model
 from aevb.train import NonFiniteBoundError, TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models: one intra-op thread (two spin against each other on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n=200, d=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     protos = torch.rand(3, d, generator=g)

@@ -20,15 +20,6 @@ from aevb.posterior import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is faster, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _linear(z_dim=2, n=6, seed=3):
     model = linear_gaussian_model(x_dim=5, z_dim=z_dim, sigma=0.5, seed=seed)
     x = model.sample(n, generator=torch.Generator().manual_seed(1))
