@@ -124,6 +124,17 @@ def _uniform_noise(n, generator, **params):
     return standard_uniform((n,), generator)
 
 
+def _float64(family, *names: str):
+    """``family`` (a ``torch.distributions`` class) at the parameters ``names`` (given by
+    position or by name) made float64 tensors."""
+
+    def reference(*args, **kwargs):
+        given = dict(zip(names, args, strict=False)) | kwargs
+        return family(*(torch.as_tensor(given[n], dtype=torch.float64) for n in names))
+
+    return reference
+
+
 EXPONENTIAL = Reparameterization(
     name="Exponential(rate)",
     family="inverse-cdf",
@@ -140,9 +151,7 @@ CAUCHY = Reparameterization(
     formula="z = x₀ + γ tan(π(ε − ½)),  ε ~ U(0, 1)",
     noise=_uniform_noise,
     transform=lambda eps, loc, scale: cauchy_icdf(eps, loc, scale),
-    reference=lambda loc, scale: Cauchy(
-        torch.as_tensor(loc, dtype=torch.float64), torch.as_tensor(scale, dtype=torch.float64)
-    ),
+    reference=_float64(Cauchy, "loc", "scale"),
     continuous=("loc", "scale"),
 )
 
@@ -152,9 +161,7 @@ GUMBEL = Reparameterization(
     formula="z = μ − β log(−log ε),  ε ~ U(0, 1)",
     noise=_uniform_noise,
     transform=lambda eps, loc, scale: gumbel_icdf(eps, loc, scale),
-    reference=lambda loc, scale: Gumbel(
-        torch.as_tensor(loc, dtype=torch.float64), torch.as_tensor(scale, dtype=torch.float64)
-    ),
+    reference=_float64(Gumbel, "loc", "scale"),
     continuous=("loc", "scale"),
 )
 
@@ -164,9 +171,7 @@ NORMAL = Reparameterization(
     formula="z = μ + σ ε,  ε ~ N(0, 1)",
     noise=lambda n, generator, **p: standard_normal((n,), generator),
     transform=lambda eps, loc, scale: location_scale(eps, loc, scale),
-    reference=lambda loc, scale: Normal(
-        torch.as_tensor(loc, dtype=torch.float64), torch.as_tensor(scale, dtype=torch.float64)
-    ),
+    reference=_float64(Normal, "loc", "scale"),
     continuous=("loc", "scale"),
 )
 
@@ -176,9 +181,7 @@ LAPLACE = Reparameterization(
     formula="z = μ + b ε,  ε ~ Laplace(0, 1)",
     noise=lambda n, generator, **p: standard_laplace((n,), generator),
     transform=lambda eps, loc, scale: location_scale(eps, loc, scale),
-    reference=lambda loc, scale: Laplace(
-        torch.as_tensor(loc, dtype=torch.float64), torch.as_tensor(scale, dtype=torch.float64)
-    ),
+    reference=_float64(Laplace, "loc", "scale"),
     continuous=("loc", "scale"),
 )
 
@@ -188,9 +191,7 @@ LOG_NORMAL = Reparameterization(
     formula="z = exp(μ + σ ε),  ε ~ N(0, 1)",
     noise=lambda n, generator, **p: standard_normal((n,), generator),
     transform=lambda eps, mu, sigma: torch.exp(location_scale(eps, mu, sigma)),
-    reference=lambda mu, sigma: LogNormal(
-        torch.as_tensor(mu, dtype=torch.float64), torch.as_tensor(sigma, dtype=torch.float64)
-    ),
+    reference=_float64(LogNormal, "mu", "sigma"),
     continuous=("mu", "sigma"),
 )
 
