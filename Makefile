@@ -74,7 +74,7 @@ test-browser: smoke-book
 test: lint test-unit test-notebooks test-browser
 
 bench: $(STAMP)
-	$(PY) -m benchmarks --out benchmarks/report.json
+	$(PY) -m benchmarks --threads $(shell nproc) --out benchmarks/report.json
 
 # A cold build of the whole book, timed (wall time, peak memory by GNU time), its chapter times
 # read from the build's execution cache into the report. Clears _build first.

@@ -229,6 +229,7 @@ def build_report(args) -> dict:
         }
         if found and args.build_time:
             found["build"] = _chapters.parse_gnu_time(Path(args.build_time).read_text())
+            found["peak_rss_mb"] = found["build"]["max_rss_mb"]  # the largest process's
     else:
         report["chapters"] = {
             "measured": False,

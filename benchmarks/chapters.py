@@ -205,6 +205,7 @@ def parse_gnu_time(text: str) -> dict:
     clock = [float(v) for v in field("Elapsed (wall clock) time (h:mm:ss or m:ss)").split(":")]
     wall = sum(v * 60**i for i, v in enumerate(reversed(clock)))
     return {
+        "command": field("Command being timed").strip('"'),
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round(
             float(field("User time (seconds)")) + float(field("System time (seconds)")), 1

@@ -152,6 +152,7 @@ def test_gnu_time_output_is_parsed_and_a_wrong_file_named():
 
     got = parse_gnu_time(_GNU_TIME)
     assert got == {
+        "command": "make book",
         "wall_seconds": 3723.5,
         "cpu_seconds": 721.0,
         "max_rss_mb": 1500.0,
