@@ -84,7 +84,7 @@ def test_minibatch_bound_scales_by_N_over_M():
     per_point = elbo(model, x, 1, "B")
     torch.manual_seed(0)
     total = minibatch_bound(model, x, N=60, L=1, estimator="B")
-    assert float(total) == pytest.approx(float(per_point.sum()) * 60 / 6, rel=1e-5)
+    assert total.item() == pytest.approx(per_point.sum().item() * 60 / 6, rel=1e-5)
 
 
 def test_dataset_bound_is_deterministic_with_generator():
