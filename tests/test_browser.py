@@ -13,6 +13,7 @@ Run: ``make test-browser`` (builds the smoke profile into _build/smoke first), o
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -432,3 +433,20 @@ def test_landing_page_shows_a_figure_drawn_by_the_build(reports):
     drawn = [src for src, ok in landing.images if ok and "/_images/" in src]
     assert drawn, f"the landing page shows no figure from the build: {landing.images}"
     assert landing.title, "the landing page has no title"
+
+
+def test_landing_page_has_the_timing_table(book_dir: Path):
+    """'How long each chapter takes' is a rendered table (a row per chapter, and the total),
+    read from benchmarks/report.json by the page: not pipes in a paragraph."""
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    html = (book_dir / f"{toc['root']}.html").read_text()
+    section = html[html.index('id="how-long-each-chapter-takes"') :]
+    section = section[: section.index("</section>")]
+    chapters = sorted((REPO / "book").glob("[0-9][0-9]_*.ipynb"))
+    assert section.count("<table") == 1
+    assert section.count("<tr") == len(chapters) + 2, "header, a row per chapter, the total"
+    report = json.loads((REPO / "benchmarks" / "report.json").read_text())
+    if report["chapters"]["measured"]:
+        seconds = {r["name"]: r["seconds"] for r in report["chapters"]["notebooks"]}
+        for nb in chapters:
+            assert f"{seconds[nb.stem]:.0f} s" in section, nb.stem
