@@ -27,7 +27,7 @@ from torch import nn
 from . import _fused
 from .device import resolve_device
 from .models import VAE, GaussianMLPDecoder
-from .progress import progress
+from .progress import training_progress
 from .train import (
     EvalClock,
     History,
@@ -198,13 +198,7 @@ def fit_batched(
     good = [p.detach().clone() for p in params]
     seen, step, started = 0, 0, time.perf_counter()
     pending = torch.zeros(K, device=dev)
-    bar = progress(
-        total=config.samples,
-        unit="sample",
-        unit_scale=True,
-        desc=f"AEVB x{K}",
-        disable=None if show_progress else True,
-    )
+    bar = training_progress(config.samples, f"AEVB x{K}", show_progress)
     try:
         for batch in minibatches(data, config, dev):
             M = batch.shape[0]

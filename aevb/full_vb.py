@@ -45,7 +45,7 @@ from .cache import cache_root
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .models import GaussianMLPEncoder, init_paper_
 from .posterior import _Adam
-from .progress import progress
+from .progress import training_progress
 
 Theta = dict[str, torch.Tensor]
 
@@ -361,13 +361,7 @@ def fit_full_vb(
     points = torch.logspace(0, math.log10(steps_total), n_evals).round().long().unique().tolist()
     history = FullVBHistory()
     seen, step, spent = 0, 0, 0.0
-    bar = progress(
-        total=samples,
-        unit="sample",
-        unit_scale=True,
-        desc="full VB",
-        disable=None if show_progress else True,
-    )
+    bar = training_progress(samples, "full VB", show_progress)
     try:
         while seen < samples:
             epoch_x = _data.binarize(x, generator=gen) if binary and binarize == "dynamic" else x

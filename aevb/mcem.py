@@ -39,7 +39,7 @@ from .device import resolve_device
 from .hmc import posterior_log_prob
 from .marginal_hmc import adapt_step, hmc_transition
 from .models import VAE, ModelSpec, build_model
-from .progress import progress
+from .progress import training_progress
 from .train import (
     EvalClock,
     NonFiniteBoundError,
@@ -125,13 +125,7 @@ def fit_mcem(
     seen, step, started = 0, 0, time.perf_counter()
     acc_sum = lj_sum = st_sum = 0.0
     count = 0
-    bar = progress(
-        total=config.samples,
-        unit="sample",
-        unit_scale=True,
-        desc="MCEM",
-        disable=None if show_progress else True,
-    )
+    bar = training_progress(config.samples, "MCEM", show_progress)
     model.train()
     try:
         while seen < config.samples:

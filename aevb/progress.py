@@ -25,3 +25,10 @@ def progress(*args, **kwargs) -> tqdm:
         kwargs["disable"] = True
     kwargs.setdefault("leave", False)
     return tqdm(*args, **kwargs)
+
+
+def training_progress(total: int, desc: str, show: bool = True) -> tqdm:
+    """The bar of a training loop: ``total`` training samples, counted as they are seen."""
+    return progress(
+        total=total, unit="sample", unit_scale=True, desc=desc, disable=None if show else True
+    )

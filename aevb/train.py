@@ -35,7 +35,7 @@ from .bound import ESTIMATORS, dataset_bound, elbo
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
-from .progress import progress
+from .progress import training_progress
 
 OPTIMIZERS: tuple[str, ...] = ("adagrad", "adam")
 BINARIZATIONS: tuple[str | None, ...] = ("dynamic", "static", None)
@@ -279,13 +279,7 @@ def fit(
     history = history or History()
     clock = EvalClock(config.samples, config.batch_size, config.n_evals)
     seen, step, started = 0, 0, time.perf_counter()
-    bar = progress(
-        total=config.samples,
-        unit="sample",
-        unit_scale=True,
-        desc="AEVB",
-        disable=None if show_progress else True,
-    )
+    bar = training_progress(config.samples, "AEVB", show_progress)
     model.train()
     try:
         for batch in minibatches(data, config, dev):  # one step of Algorithm 1 each

@@ -33,7 +33,7 @@ from .cache import cached_training
 from .checkpoint import save_checkpoint
 from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
-from .progress import progress
+from .progress import training_progress
 from .train import (
     EvalClock,
     History,
@@ -146,13 +146,7 @@ def fit_wake_sleep(
     history = history or History()
     clock = EvalClock(config.samples, M, config.n_evals)
     seen, step, started = 0, 0, time.perf_counter()
-    bar = progress(
-        total=config.samples,
-        unit="sample",
-        unit_scale=True,
-        desc="wake-sleep",
-        disable=None if show_progress else True,
-    )
+    bar = training_progress(config.samples, "wake-sleep", show_progress)
 
     def prior_penalty(group: list[torch.Tensor]) -> torch.Tensor | float:
         if not config.weight_prior:
