@@ -160,18 +160,17 @@ def from_build(build: Path | None = None) -> dict | None:
     for path in notebooks():
         rec = latest.pop(path.stem, None)
         seconds = (rec.data or {}).get("execution_seconds") if rec is not None else None
-        rows.append(
-            {
-                "name": path.stem,
-                "path": _rel(path),
-                "ok": rec is not None,
-                "seconds": None if seconds is None else round(float(seconds), 2),
-                "peak_rss_mb": None,
-                "error": None
-                if rec is not None
-                else "not in the build's cache (failed or not run)",
-            }
-        )
+        row = {
+            "name": path.stem,
+            "path": _rel(path),
+            "ok": rec is not None,
+            "seconds": None if seconds is None else round(float(seconds), 2),
+            "peak_rss_mb": None,
+            "error": None if rec is not None else "not in the build's cache (failed or not run)",
+        }
+        if rec is None and _forced(path):  # executed at every build, never cached
+            row.update(ok=True, error=None, note="execution_mode force: not in the cache")
+        rows.append(row)
     for name, rec in sorted(latest.items()):  # cached, but no longer in book/
         seconds = (rec.data or {}).get("execution_seconds")
         rows.append(
@@ -213,6 +212,14 @@ def parse_gnu_time(text: str) -> dict:
         "max_rss_mb": round(int(field("Maximum resident set size (kbytes)")) / 1024, 1),
         "exit_status": int(field("Exit status")),
     }
+
+
+def _forced(path: Path) -> bool:
+    """Whether the notebook asks myst-nb to execute it at every build (not cached)."""
+    import nbformat
+
+    meta = nbformat.read(str(path), as_version=4).metadata.get("mystnb", {})
+    return meta.get("execution_mode") == "force"
 
 
 def summarize(rows: list[dict], mode: str, profile: str) -> dict:
