@@ -257,7 +257,7 @@ def merge(old: dict, new: dict) -> dict:
     for key in ("chapters", "chapters_gpu"):
         if not new.get(key, {}).get("measured") and old.get(key, {}).get("measured"):
             merged[key] = old[key]
-    merged["command"] = f"{old.get('command')} ; then {new['command']} --update"
+    merged["command"] = f"{old.get('command')} ; then {new['command']}"
     merged["summary"] = summary(merged)
     return merged
 
