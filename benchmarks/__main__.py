@@ -181,14 +181,14 @@ def figure2_section(quick: bool, skip_gpu: bool) -> dict:
     return section
 
 
-def build_report(args) -> dict:
+def build_report(args, argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
         "quick": args.quick,
         "machine": machine(),
         "load_at_start": _load(),
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the sections of the existing --out this run skips",
     )
     args = parser.parse_args(argv)
-    report = build_report(args)
+    report = build_report(args, argv)
     out = Path(args.out)
     if args.update and out.is_file():
         report = merge(json.loads(out.read_text()), report)
