@@ -18,6 +18,10 @@ For the paper's own model with estimator B (the default), a step computes the bo
 gradient by hand (:mod:`aevb._fused`: the same numbers, without building distribution objects
 and an autograd graph per minibatch), and the optimizer is PyTorch's fused Adagrad/Adam.
 Dynamic binarization draws each minibatch's binary pixels when the minibatch is taken.
+
+The pieces of the loop that the other training algorithms share (wake-sleep, Monte Carlo EM,
+the batched trainer) are public here: :func:`training_data`, :func:`minibatches`,
+:func:`binarize_batch`, :class:`EvalClock`, :func:`record_bound`, :func:`stop_if_not_finite`.
 """
 
 from __future__ import annotations
@@ -323,6 +327,8 @@ def fit(
 
 
 def record_bound(model, history, seen, eval_train, eval_test, config, started) -> None:
+    """Append to ``history`` the bound on the fixed evaluation subsets after ``seen`` samples
+    (estimator B, noise from ``config.seed + 10``, so every evaluation uses the same draws)."""
     gen = torch.Generator().manual_seed(config.seed + 10)
     model.eval()
     history.samples.append(int(seen))
