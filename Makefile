@@ -19,7 +19,7 @@ export OMP_NUM_THREADS ?= 1
 help:
 	@echo "make book   build the HTML book into _build/html (profile: $(AEVB_PROFILE))"
 	@echo "make test   lint, unit tests, notebooks under nbval, and browser tests of the built book"
-	@echo "make bench  run benchmarks/ and write benchmarks/report.json"
+	@echo "make bench  run benchmarks/ into benchmarks/report.json (chapter times kept)"
 	@echo "make bench-book  time a cold book build; chapter times into benchmarks/report.json"
 
 $(STAMP): pyproject.toml
@@ -74,7 +74,7 @@ test-browser: smoke-book
 test: lint test-unit test-notebooks test-browser
 
 bench: $(STAMP)
-	$(PY) -m benchmarks --threads $(shell nproc) --out benchmarks/report.json
+	$(PY) -m benchmarks --threads $(shell nproc) --update --out benchmarks/report.json
 
 # A cold build of the whole book, timed (wall time, peak memory by GNU time), its chapter times
 # read from the build's execution cache into the report. Clears _build first.

@@ -224,7 +224,7 @@ def minibatches(data: TrainingData, config: TrainConfig, dev: torch.device):
     while True:
         perm = torch.randperm(N, generator=gen).to(dev)
         for start in range(0, N - M + 1 if N >= M else 1, M):
-            batch = x[perm[start : start + M]]
+            batch = torch.index_select(x, 0, perm[start : start + M])  # = x[perm[...]], faster
             yield binarize_batch(batch, bin_gen) if data.dynamic else batch
 
 

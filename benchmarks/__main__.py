@@ -10,7 +10,9 @@ throughput
     times the matrix multiplies of a step, so that "fraction of the matmul speed" compares
     numbers taken under the same load. Medians over the rounds are reported: samples per
     wall-clock second (the headline) and per CPU second of the process (less sensitive to
-    the load with one thread; with several, waiting threads count too).
+    the load with one thread; with several, waiting threads count too). Then one more run of
+    ``fit`` and of the conventional loop under ``torch.profiler`` splits a step's time into
+    kinds of work (benchmarks/steps.py).
 figure2
     Figure 2's nine models alone and batched, and the projected time of the figure at the
     paper's 10^8 samples per model: on the CPU (a short run, for scale) and on a GPU when one
@@ -39,6 +41,7 @@ import torch
 from . import chapters as _chapters
 from . import figure2 as _figure2
 from . import loops as _loops
+from . import steps as _steps
 
 SCHEMA = 1
 TARGETS = {
@@ -149,6 +152,12 @@ def throughput(cases, samples: int, rounds: int, loops=None) -> dict:
                     for s, m in zip(runs["tight"], matmul, strict=True)
                 ]
                 row["tight_fraction_of_matmul"] = round(statistics.median(tight), 3)
+        _log("  where a step's time goes (torch.profiler)")
+        row["step_breakdown"] = {
+            name: _steps.breakdown(case, x, samples, name)
+            for name in ("aevb", "conventional")
+            if name in loops
+        }
         result["cases"].append(row)
     return result
 

@@ -15,7 +15,7 @@ from aevb.models import ModelSpec, build_model
 # benchmarks/ is a folder of the repository (`python -m benchmarks`), not an installed package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import __main__ as bench  # noqa: E402
-from benchmarks import chapters, figure2, loops  # noqa: E402
+from benchmarks import chapters, figure2, loops, steps  # noqa: E402
 
 
 def _strict_json(path):
@@ -48,6 +48,14 @@ def test_quick_benchmark_writes_a_valid_report(tmp_path, one_thread):
     assert report["chapters"]["measured"] is False and "--chapters" in report["chapters"]["reason"]
     assert report["figure2"]["gpu"]["measured"] is False
     assert report["summary"][case["name"]]["fraction_of_matmul"] == case["fraction_of_matmul"]
+    for loop in ("aevb", "conventional"):
+        split = case["step_breakdown"][loop]
+        assert list(split["ms_per_step"]) == list(steps.KINDS)
+        assert all(v >= 0 for v in split["ms_per_step"].values())
+        # the kinds of work add up to the profiled time of a step
+        assert sum(split["ms_per_step"].values()) == pytest.approx(
+            split["profiled_ms_per_step"], rel=0.01, abs=0.01
+        )
     # --update keeps the sections a later run skips (e.g. chapter times added after a build).
     argv = ["--quick", "--skip-throughput", "--skip-figure2", "--update", "--out", str(out)]
     assert bench.main(argv) == 0
@@ -165,3 +173,23 @@ def test_gnu_time_output_is_parsed_and_a_wrong_file_named():
     assert parse_gnu_time(_GNU_TIME.replace("1:02:03.5", "12:03.25"))["wall_seconds"] == 723.2
     with pytest.raises(ValueError, match="/usr/bin/time -v"):
         parse_gnu_time("real 0m1.0s")
+
+
+def test_profiler_events_are_sorted_into_kinds_of_work():
+    assert steps.kind_of("aten::addmm") == steps.kind_of("aten::baddbmm") == "matrix multiplies"
+    assert steps.kind_of("aten::uniform_") == steps.kind_of("aten::normal_") == "random numbers"
+    assert steps.kind_of("Optimizer.step#Adagrad.step") == "optimizer"
+    assert steps.kind_of("aten::_fused_adagrad_") == "optimizer"
+    assert steps.kind_of("aten::tanh_") == "other operators"
+    assert steps.kind_of("enumerate(DataLoader)#_SingleProcessDataLoaderIter.__next__") is None
+
+
+def test_the_step_breakdown_finds_the_matrix_multiplies_of_fit(one_thread):
+    """On a model whose step is dominated by its products, they are the largest part."""
+    case = loops.Case("wide 256-1024-8, batch 64", 256, 1024, 8, 64)
+    x = torch.rand(640, 256, generator=torch.Generator().manual_seed(0))
+    split = steps.breakdown(case, x, 1280, "aevb")
+    ms = split["ms_per_step"]
+    assert split["steps"] == 20
+    assert ms["matrix multiplies"] > 0 and ms["random numbers"] > 0 and ms["optimizer"] > 0
+    assert ms["matrix multiplies"] == max(ms.values())
