@@ -6,7 +6,8 @@ module measures, on one device:
 
 * each model alone with :func:`aevb.train.fit` (samples per second);
 * each data set's models together with :func:`aevb.batched.fit_batched` (samples per second
-  per model: every model sees every sample);
+  per model: every model sees every sample); on a GPU both with the step captured in a CUDA
+  graph (the default there, which the projection uses) and without;
 
 and projects the time of the whole figure, 10^8 samples for each of the 9 models. The speed
 does not depend on the pixel values, so where Frey Face is not available (offline) random grey
@@ -16,6 +17,7 @@ levels of its size (1,965 images of 28 x 20) stand in, and the report says so.
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 
@@ -70,13 +72,24 @@ def measure(device: str | torch.device = "cpu", steps: int = 200, warmup: int = 
                 lambda m=model, x=x, c=cfg: fit(m, x, c, device=dev, show_progress=False), dev
             )
             alone[str(model.spec.z_dim)] = cfg.samples / seconds
-        models = figure2_models(name)
-        fit_batched(models, x, warm, device=dev, show_progress=False)
-        seconds = _timed(
-            lambda ms=models, x=x, c=cfg: fit_batched(ms, x, c, device=dev, show_progress=False),
-            dev,
-        )
-        batched = cfg.samples / seconds  # per model: each model sees every sample
+        modes = {"graph": True, "eager": False} if dev.type == "cuda" else {"eager": False}
+        speeds, graph_error = {}, None
+        for mode, graph in modes.items():
+            models = figure2_models(name)
+            fit_batched(models, x, warm, device=dev, cuda_graph=graph, show_progress=False)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                seconds = _timed(
+                    lambda ms=models, x=x, c=cfg, g=graph: fit_batched(
+                        ms, x, c, device=dev, cuda_graph=g, show_progress=False
+                    ),
+                    dev,
+                )
+            failed = [str(w.message) for w in caught if "capture failed" in str(w.message)]
+            if graph and failed:
+                graph_error = failed[0]
+            speeds[mode] = cfg.samples / seconds  # per model: each model sees every sample
+        batched = speeds.get("graph", speeds["eager"])
         projected_batched = PAPER_SAMPLES / batched
         projected_alone = sum(PAPER_SAMPLES / s for s in alone.values())
         total_batched += projected_batched
@@ -86,6 +99,12 @@ def measure(device: str | torch.device = "cpu", steps: int = 200, warmup: int = 
             "z_dims": list(z_dims),
             "samples_per_s_alone": {k: round(v, 1) for k, v in alone.items()},
             "samples_per_s_per_model_batched": round(batched, 1),
+            "samples_per_s_per_model_batched_by_mode": {k: round(v, 1) for k, v in speeds.items()},
+            "cuda_graph": (
+                {"used": graph_error is None, "error": graph_error}
+                if "graph" in speeds
+                else {"used": False, "error": "not a CUDA device"}
+            ),
             "projected_hours_alone": round(projected_alone / 3600, 3),
             "projected_hours_batched": round(projected_batched / 3600, 3),
         }

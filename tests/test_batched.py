@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import aevb.batched
 from aevb.batched import StackedVAE, check_batchable, figure2_models, fit_batched
 from aevb.models import GaussianMLPDecoder, ModelSpec, build_model
 from aevb.train import NonFiniteBoundError, TrainConfig, fit
@@ -83,3 +84,82 @@ def test_figure2_models_follow_the_paper():
     assert {(m.spec.x_dim, m.spec.hidden) for m in mnist} == {(784, 500)}
     frey = figure2_models("frey-face", z_dims=(2,))
     assert frey[0].spec.decoder == "gaussian" and frey[0].spec.x_dim == 560
+
+
+class _RecordedStep:
+    """A CPU stand-in for a CUDA graph: capture records the step without running it, replay
+    runs it again (writing the gradients afresh, as a replayed graph does)."""
+
+    instances: list = []
+
+    def __init__(self, device):
+        self.fn, self.captures, self.replays = None, 0, 0
+        _RecordedStep.instances.append(self)
+
+    def capture(self, fn):
+        self.fn, self.captures = fn, self.captures + 1
+
+    def replay(self):
+        self.replays += 1
+        self.fn.__self__.optimizer.zero_grad(set_to_none=True)
+        self.fn()
+
+
+class _FailingCapture(_RecordedStep):
+    def capture(self, fn):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+def _train_pair(monkeypatch, factory):
+    x, cfg = _data(), TrainConfig(samples=400, batch_size=40, lr=0.05, eval_points=50, n_evals=3)
+    eager, graphed = _models((1, 3)), _models((1, 3))
+    h_eager = fit_batched(eager, x, cfg, cuda_graph=False, show_progress=False)
+    monkeypatch.setattr(aevb.batched, "_graph_factory", factory)
+    _RecordedStep.instances.clear()
+    h_graph = fit_batched(graphed, x, cfg, cuda_graph=True, show_progress=False)
+    for a, b, ha, hb in zip(eager, graphed, h_eager, h_graph, strict=True):
+        assert ha.train_bound == hb.train_bound and ha.samples == hb.samples
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            assert torch.equal(pa, pb)
+    return _RecordedStep.instances
+
+
+def test_a_captured_step_replayed_trains_exactly_as_the_eager_step(monkeypatch):
+    """The step on fixed buffers: warm-up steps, one capture, then replays; same models."""
+    (graph,) = _train_pair(monkeypatch, _RecordedStep)
+    assert graph.captures == 1 and graph.replays == 400 // 40 - 3  # 3 warm-up steps
+
+
+def test_a_failed_capture_warns_and_trains_on_without_the_graph(monkeypatch):
+    with pytest.warns(RuntimeWarning, match="capture failed .* without the graph"):
+        (graph,) = _train_pair(monkeypatch, _FailingCapture)
+    assert graph.replays == 0
+
+
+def test_cuda_graph_off_cuda_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="cuda_graph=False"):
+        fit_batched(
+            _models((1,)),
+            _data(),
+            TrainConfig(samples=80, batch_size=40),
+            device="cpu",
+            cuda_graph=True,
+            show_progress=False,
+        )
+
+
+def test_non_finite_bound_later_in_training_restores_the_last_finite_parameters():
+    """With a step size that diverges, the bound turns non-finite at step 3 (from the
+    parameters after step 2): the models get back those after step 1, whose bound was finite."""
+    x = _data()
+
+    def cfg(samples):
+        return TrainConfig(samples=samples, batch_size=40, lr=20.0, n_evals=2, eval_points=40)
+
+    models = _models((2,))
+    with pytest.raises(NonFiniteBoundError, match="by step 3 "):
+        fit_batched(models, x, cfg(400), show_progress=False)
+    one_step = _models((2,))
+    fit_batched(one_step, x, cfg(40), show_progress=False)
+    for p, q in zip(models[0].parameters(), one_step[0].parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -90,6 +90,9 @@ def test_figure2_projection_runs_on_the_cpu(monkeypatch, one_thread):
         row = out["datasets"][name]
         assert row["samples_per_s_per_model_batched"] > 0
         assert set(row["samples_per_s_alone"]) == {"1", "3"}
+        # On the CPU the step runs eagerly: no CUDA graph, and the report says why.
+        assert set(row["samples_per_s_per_model_batched_by_mode"]) == {"eager"}
+        assert row["cuda_graph"] == {"used": False, "error": "not a CUDA device"}
     assert out["projected_hours_batched"] > 0 and out["samples_per_model"] == 10**8
 
 
