@@ -271,6 +271,25 @@ def merge(old: dict, new: dict) -> dict:
     return merged
 
 
+def merge_gpu(report: dict, gpu_report: dict, source: str) -> dict:
+    """``report`` with the GPU sections of ``gpu_report`` (a run of scripts/device-check.sh on a
+    machine with CUDA): Figure 2 on the GPU, the chapters on the GPU, and that machine."""
+    gpu = gpu_report.get("figure2", {}).get("gpu", {})
+    if not gpu.get("measured"):
+        raise SystemExit(
+            f"{source} has no GPU measurement (figure2.gpu: {gpu.get('reason', 'missing')}); "
+            "run scripts/device-check.sh on a machine with CUDA and merge its report.json"
+        )
+    merged = dict(report)
+    merged["figure2"] = {**report.get("figure2", {}), "gpu": gpu}
+    if gpu_report.get("chapters_gpu", {}).get("measured"):
+        merged["chapters_gpu"] = gpu_report["chapters_gpu"]
+    merged["gpu_machine"] = gpu_report["machine"]
+    merged["command"] = f"{report.get('command')} ; then GPU sections of {gpu_report['command']}"
+    merged["summary"] = summary(merged)
+    return merged
+
+
 def summary(report: dict) -> dict:
     """The headline numbers, each beside its target."""
     out: dict = {}
@@ -325,11 +344,24 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the sections of the existing --out this run skips",
     )
+    parser.add_argument(
+        "--merge-gpu",
+        metavar="FILE",
+        help="measure nothing: put the GPU sections of FILE (the report.json of "
+        "scripts/device-check.sh) into --out",
+    )
     args = parser.parse_args(argv)
-    report = build_report(args, argv)
     out = Path(args.out)
-    if args.update and out.is_file():
-        report = merge(json.loads(out.read_text()), report)
+    if args.merge_gpu:
+        report = merge_gpu(
+            json.loads(out.read_text()),
+            json.loads(Path(args.merge_gpu).read_text()),
+            args.merge_gpu,
+        )
+    else:
+        report = build_report(args, argv)
+        if args.update and out.is_file():
+            report = merge(json.loads(out.read_text()), report)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n")

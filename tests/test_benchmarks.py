@@ -196,3 +196,33 @@ def test_the_step_breakdown_finds_the_matrix_multiplies_of_fit(one_thread):
     assert split["steps"] == 20
     assert ms["matrix multiplies"] > 0 and ms["random numbers"] > 0 and ms["optimizer"] > 0
     assert ms["matrix multiplies"] == max(ms.values())
+
+
+def test_gpu_sections_of_a_device_run_merge_into_the_report(tmp_path, one_thread):
+    """scripts/device-check.sh writes a report on the GPU machine; --merge-gpu takes its GPU
+    sections into the committed report and keeps everything else."""
+    out = tmp_path / "report.json"
+    assert bench.main(["--quick", "--skip-figure2", "--threads", "1", "--out", str(out)]) == 0
+    before = _strict_json(out)
+    device = tmp_path / "device.json"
+    # What a device run looks like (its numbers are made up: only their path is checked).
+    gpu = {"measured": True, "device": "cuda", "projected_hours_batched": 0.5, "datasets": {}}
+    device.write_text(
+        json.dumps(
+            {
+                "command": "python -m benchmarks --skip-throughput",
+                "machine": {"gpu": "a GPU", "cuda": True},
+                "figure2": {"cpu": {"measured": False, "reason": "x"}, "gpu": gpu},
+            }
+        )
+    )
+    assert bench.main(["--merge-gpu", str(device), "--out", str(out)]) == 0
+    after = _strict_json(out)
+    assert after["figure2"]["gpu"] == gpu and after["summary"]["figure2_gpu_hours"] == 0.5
+    assert after["gpu_machine"]["gpu"] == "a GPU"
+    assert after["throughput"] == before["throughput"]
+    assert after["figure2"]["cpu"] == before["figure2"]["cpu"]
+    # A report without GPU numbers is refused, and the message says how to get one.
+    device.write_text(json.dumps(before))
+    with pytest.raises(SystemExit, match="device-check.sh"):
+        bench.main(["--merge-gpu", str(device), "--out", str(out)])

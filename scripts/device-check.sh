@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU check, in one short run on a machine with a CUDA GPU (the workplace's device tool runs
+# it in a copy of this repository). It runs
+#   1. the unit tests with CUDA present (fit and the chapters' helpers pick the GPU by default);
+#   2. the benchmark's Figure 2 section on the GPU: samples per second of the paper's models,
+#      alone and batched, the batched step with and without a CUDA graph, and the projected time
+#      of Figure 2 at 10^8 samples per model;
+# and writes the logs and the report under $OUT (default /tmp/aevb-device).
+#
+# The machine's Python holds torch with CUDA but not every package aevb needs; those travel as
+# wheels in .whl/ (ignored by git), fetched here beforehand with
+#   scripts/device-check.sh --fetch-wheels
+# Then merge the GPU numbers into the committed report:
+#   python -m benchmarks --merge-gpu DIR/report.json
+set -uo pipefail
+
+WHEELS=(pooch==1.9.0 platformdirs==4.14.8)
+if [[ "${1:-}" == "--fetch-wheels" ]]; then
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  exec python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp -d .whl "${WHEELS[@]}"
+fi
+
+OUT=${OUT:-/tmp/aevb-device}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 AEVB_PROFILE=smoke
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0))" || exit 1
+
+status=0
+# Tests that need the book's tools (nbformat, a browser) are left to CI.
+timeout 240 python3 -m pytest -q -p no:cacheprovider -m "not browser" tests \
+  --ignore=tests/test_benchmarks.py --ignore=tests/test_browser.py \
+  --ignore=tests/test_book_config.py 2>&1 | tee "$OUT/tests.log" | tail -25 || status=1
+timeout 300 python3 -m benchmarks --skip-throughput --out "$OUT/report.json" 2>&1 \
+  | tee "$OUT/bench.log" | tail -40 || status=1
+exit $status
