@@ -309,8 +309,7 @@ def fit_batched(
     histories = [History() for _ in models]
     clock = EvalClock(config.samples, config.batch_size, config.n_evals)
     # The last parameters whose bounds were all finite, and those waiting for their check.
-    good = [p.detach().clone() for p in params]
-    candidate = [p.detach().clone() for p in params]
+    snapshots = [[p.detach().clone() for p in params] for _ in range(2)]
     seen, step, started = 0, 0, time.perf_counter()
     run: BatchedStep | None = None
     bar = training_progress(config.samples, f"AEVB x{stack.K}", show_progress)
@@ -325,13 +324,13 @@ def fit_batched(
             bar.update(M)
             due = clock.due(seen)
             if step % every == 0 or due:
-                _check(run.pending, step, seen, params, good, candidate)
+                _check(run.pending, step, seen, params, snapshots)
             if due:
                 _evaluate(stack, models, histories, seen, data, config, started)
             if seen >= config.samples:
                 break
         if run is not None:
-            _check(run.pending, step, seen, params, good, candidate)
+            _check(run.pending, step, seen, params, snapshots)
     except NonFiniteBoundError:
         stack.store_into(models)
         raise
@@ -345,14 +344,16 @@ def fit_batched(
     return histories
 
 
-def _check(pending, step, seen, params, good, candidate) -> None:
+def _check(pending, step, seen, params, snapshots) -> None:
     """Raise if a bound since the last check was not finite, giving the models back the last
     parameters whose bounds were all finite; else those checked now become the good ones.
 
-    ``candidate`` holds the parameters of the last check: the bounds in ``pending`` were computed
-    from them onwards, so if all are finite the candidate is good, and the current parameters
-    become the next candidate.
+    ``snapshots`` is [good, candidate]: the candidate holds the parameters of the last check, and
+    the bounds in ``pending`` were computed from them onwards, so if all are finite the
+    candidate is good, and the current parameters become the next candidate (one copy: the two
+    swap places).
     """
+    good = snapshots[0]
     bad = [int(k) for k in torch.nonzero(~torch.isfinite(pending)).flatten()]
     with torch.no_grad():
         if bad:
@@ -362,8 +363,8 @@ def _check(pending, step, seen, params, good, candidate) -> None:
                 "seen); the models keep the last parameters whose bounds were all finite. Lower "
                 "the step size (lr) or floor the decoder variance."
             )
-        torch._foreach_copy_(good, candidate)
-        torch._foreach_copy_(candidate, params)
+        snapshots.reverse()  # the candidate is good; the old good buffers take the next one
+        torch._foreach_copy_(snapshots[1], params)
         pending.zero_()
 
 
