@@ -26,6 +26,7 @@ the batched trainer) are public here: :func:`training_data`, :func:`minibatches`
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -169,17 +170,33 @@ def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     """Adagrad (the paper's) or Adam, at ``config.lr``.
 
     PyTorch's fused (one-kernel) implementation is used when every parameter is a float32
-    tensor on the CPU or a CUDA device: the same update, several times faster than the
-    per-tensor loop on the paper's model.
+    tensor on a device whose torch has that kernel (the CPU; CUDA in recent releases): the same
+    update, several times faster than the per-tensor loop on the paper's model.
     """
     params = list(params)
-    fused = bool(params) and all(
-        p.dtype == torch.float32 and p.device.type in ("cpu", "cuda") for p in params
+    kind = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
+    devices = {p.device for p in params}
+    fused = (
+        len(devices) == 1
+        and all(p.dtype == torch.float32 for p in params)
+        and fused_step_available(kind, next(iter(devices)))
     )
-    kwargs = {"fused": True} if fused else {}
-    if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr, **kwargs)
-    return torch.optim.Adam(params, lr=config.lr, **kwargs)
+    return kind(params, lr=config.lr, **({"fused": True} if fused else {}))
+
+
+@functools.cache
+def fused_step_available(kind: type, device: torch.device) -> bool:
+    """Whether ``kind(..., fused=True)`` steps on ``device`` with this torch (tried once on a
+    one-element parameter: the fused kernels came to each device in a different release)."""
+    if device.type not in ("cpu", "cuda"):
+        return False
+    p = torch.zeros(1, device=device, requires_grad=True)
+    p.grad = torch.ones(1, device=device)
+    try:
+        kind([p], lr=0.1, fused=True).step()
+    except (RuntimeError, NotImplementedError, ValueError):
+        return False
+    return True
 
 
 @dataclass

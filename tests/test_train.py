@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import aevb.train as train
 from aevb.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from aevb.models import ModelSpec, build_model
 from aevb.train import History, NonFiniteBoundError, TrainConfig, eval_schedule, fit, load_model
@@ -140,3 +141,28 @@ def test_checkpoints_refuse_arbitrary_objects(tmp_path):
         load_checkpoint(path)
     ok = save_checkpoint(tmp_path / "ok.pt", {"x": torch.ones(1)})
     assert torch.equal(load_checkpoint(ok)["x"], torch.ones(1))
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_the_fused_optimizer_is_used_where_torch_has_it(optimizer, monkeypatch):
+    """The CPU has the fused kernels; where a device lacks one, the per-tensor update is used
+    (same update, slower) instead of failing at the first step."""
+    params = list(build_model(ModelSpec(16, 2, hidden=8)).parameters())
+    config = TrainConfig(samples=100, optimizer=optimizer)
+    kind = torch.optim.Adagrad if optimizer == "adagrad" else torch.optim.Adam
+    assert train.fused_step_available(kind, torch.device("cpu"))
+    assert train.make_optimizer(params, config).defaults["fused"] is True
+    assert not train.fused_step_available(kind, torch.device("meta"))
+    assert not train.fused_step_available(_WithoutFusedKernel, torch.device("cpu"))
+    monkeypatch.setattr(train, "fused_step_available", lambda kind, device: False)
+    fallback = train.make_optimizer(params, config)
+    assert type(fallback) is kind and not fallback.defaults["fused"]
+
+
+class _WithoutFusedKernel(torch.optim.Adagrad):
+    """What an older torch does on a device without the fused kernel."""
+
+    def step(self, closure=None):
+        if self.defaults["fused"]:
+            raise RuntimeError("`fused=True` requires all the params to be floating point ...")
+        return super().step(closure)
