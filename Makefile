@@ -77,13 +77,14 @@ bench: $(STAMP)
 	$(PY) -m benchmarks --threads $(shell nproc) --update --out benchmarks/report.json
 
 # A cold build of the whole book, timed (wall time, peak memory by GNU time), its chapter times
-# read from the build's execution cache into the report. Clears _build first.
+# read from the build's execution cache (and, for the pages run at every build, from its
+# output) into the report. Clears _build first.
 bench-book: $(STAMP)
 	rm -rf _build
-	/usr/bin/time -v -o book-build.time $(MAKE) book
+	set -o pipefail; /usr/bin/time -v -o book-build.time $(MAKE) book 2>&1 | tee book-build.log
 	$(PY) -m benchmarks --skip-throughput --skip-figure2 --from-build _build \
-	  --build-time book-build.time --update --out benchmarks/report.json
-	rm -f book-build.time
+	  --build-time book-build.time --build-log book-build.log --update --out benchmarks/report.json
+	rm -f book-build.time book-build.log
 
 clean:
 	rm -rf _build

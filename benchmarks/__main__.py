@@ -231,7 +231,8 @@ def build_report(args, argv: list[str] | None = None) -> dict:
         if key == "chapters_gpu":
             report["chapters"] = {"measured": False, "reason": "skipped (ran on the GPU)"}
     elif args.from_build:
-        found = _chapters.from_build(Path(args.from_build))
+        log = Path(args.build_log).read_text() if args.build_log else None
+        found = _chapters.from_build(Path(args.from_build), log)
         report["chapters"] = found or {
             "measured": False,
             "reason": f"no jupyter-cache database under {args.from_build}",
@@ -338,6 +339,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="with --from-build: the output of `/usr/bin/time -v` around that build "
         "(its wall time and peak memory go into the report)",
+    )
+    parser.add_argument(
+        "--build-log",
+        metavar="FILE",
+        help="with --from-build: that build's output (the times of the pages it executes at "
+        "every build, which its cache does not keep)",
     )
     parser.add_argument(
         "--update",

@@ -140,17 +140,30 @@ def run_chapters(
     return summarize(rows, mode="nbclient", profile=profile)
 
 
-def from_build(build: Path | None = None) -> dict | None:
+_EXECUTED = re.compile(r"([^\s/]+)\.(ipynb|md): Executed notebook in ([0-9.]+) seconds")
+
+
+def executed_in_log(log: str) -> dict[str, float]:
+    """Execution seconds per page from a book build's output (myst-nb prints "PATH: Executed
+    notebook in N seconds" for every page it executes, cached or not)."""
+    return {m.group(1): float(m.group(3)) for m in _EXECUTED.finditer(log)}
+
+
+def from_build(build: Path | None = None, log: str | None = None) -> dict | None:
     """Per-notebook execution times stored by the book build's jupyter-cache (or None).
 
     A notebook that failed is not cached: it is listed with ``ok`` false. When a notebook was
-    cached several times (edited between builds), its latest execution counts.
+    cached several times (edited between builds), its latest execution counts. The pages run
+    at every build (``execution_mode: force``) are never cached: with the build's output
+    ``log`` their times come from it, and so do those of executed Markdown pages (the landing
+    page).
     """
     cache_dir = (build or REPO / "_build") / ".jupyter_cache"
     if not (cache_dir / "global.db").is_file():
         return None
     from jupyter_cache import get_cache
 
+    logged = executed_in_log(log) if log else {}
     latest = {}
     for rec in get_cache(str(cache_dir)).list_cache_records():
         name = Path(rec.uri).stem
@@ -170,7 +183,23 @@ def from_build(build: Path | None = None) -> dict | None:
         }
         if rec is None and _forced(path):  # executed at every build, never cached
             row.update(ok=True, error=None, note="execution_mode force: not in the cache")
+        if rec is None and path.stem in logged:
+            row.update(ok=True, error=None, seconds=logged[path.stem], note="from the build log")
         rows.append(row)
+    known = {r["name"] for r in rows} | set(latest)
+    for name, seconds in logged.items():  # executed Markdown pages (the landing page)
+        if name not in known:
+            rows.append(
+                {
+                    "name": name,
+                    "path": _rel(REPO / "book" / f"{name}.md"),
+                    "ok": True,
+                    "seconds": seconds,
+                    "peak_rss_mb": None,
+                    "error": None,
+                    "note": "from the build log",
+                }
+            )
     for name, rec in sorted(latest.items()):  # cached, but no longer in book/
         seconds = (rec.data or {}).get("execution_seconds")
         rows.append(

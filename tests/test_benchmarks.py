@@ -149,6 +149,26 @@ def test_chapter_times_are_read_from_the_build_cache(tmp_path):
     missing = [r for r in others if not r.get("note")]
     assert all(not r["ok"] and "not in the build's cache" in r["error"] for r in missing)
     assert result["total_seconds"] == 12.5 and result["mode"] == "jupyter-cache"
+    # With the build's output, the pages executed at every build get their times from it.
+    log = (
+        "/x/book/intro.md: Executing notebook using local CWD [mystnb]\n"
+        "/x/book/intro.md: Executed notebook in 8.55 seconds [mystnb]\n"
+        f"/x/book/{first.name}: Executed notebook in 99.0 seconds [mystnb]\n"
+        "/x/book/performance.ipynb: Executed notebook in 6.29 seconds [mystnb]\n"
+    )
+    assert chapters.executed_in_log(log) == {"intro": 8.55, first.stem: 99.0, "performance": 6.29}
+    rows = {r["name"]: r for r in chapters.from_build(tmp_path, log)["notebooks"]}
+    assert rows[first.stem]["seconds"] == 12.5  # the cache's record wins where there is one
+    assert rows["performance"]["seconds"] == 6.29 and rows["performance"]["ok"]
+    assert rows["intro"] == {
+        "name": "intro",
+        "path": "book/intro.md",
+        "ok": True,
+        "seconds": 8.55,
+        "peak_rss_mb": None,
+        "error": None,
+        "note": "from the build log",
+    }
 
 
 _GNU_TIME = """\
