@@ -7,12 +7,13 @@ throughput
     autograd loop and the conventional DataLoader loop (benchmarks/loops.py), for the
     784-400-20 model at batch 128 and the paper's 784-500-20 at batch 100. The loops are
     interleaved round by round (the machine is shared: its load drifts), and each round also
-    times the matrix multiplies of a step, so that "fraction of the matmul speed" compares
-    numbers taken under the same load. Medians over the rounds are reported: samples per
-    wall-clock second (the headline) and per CPU second of the process (less sensitive to
-    the load with one thread; with several, waiting threads count too). Then one more run of
-    ``fit`` and of the conventional loop under ``torch.profiler`` splits a step's time into
-    kinds of work (benchmarks/steps.py).
+    times the matrix multiplies of a step just before and just after the runs of ``fit`` and of
+    the tight loop, so that "fraction of the matmul speed" compares numbers taken under the same
+    load (the mean of the two is each run's yardstick). Medians over the rounds are reported:
+    samples per wall-clock second (the headline) and per CPU second of the process (less
+    sensitive to the load with one thread; with several, waiting threads count too). Then one
+    more run of ``fit`` and of the conventional loop under ``torch.profiler`` splits a step's
+    time into kinds of work (benchmarks/steps.py).
 figure2
     Figure 2's nine models alone and batched, and the projected time of the figure at the
     paper's 10^8 samples per model: on the CPU (a short run, for scale) and on a GPU when one
@@ -103,17 +104,23 @@ def throughput(cases, samples: int, rounds: int, loops=None) -> dict:
         runs: dict[str, list[float]] = {name: [] for name in loops}
         cpu_runs: dict[str, list[float]] = {name: [] for name in loops}
         matmul: list[float] = []
+        # The matmul speed just before and just after each run of fit and of the tight loop
+        # (their mean is the run's yardstick: this machine's speed drifts within seconds).
+        around: dict[str, list[float]] = {n: [] for n in ("aevb", "tight") if n in loops}
         warm = max(case.batch_size, samples // 10)
         for name in loops:  # warm-up: allocations, kernels, data caches
             _, models[name] = _loops.LOOPS[name](case, x, warm)
         for r in range(rounds):
             order = loops[r % len(loops) :] + loops[: r % len(loops)]
             for name in order:
+                before = _loops.matmul_gflops(case) if name in around else 0.0
                 cpu = time.process_time()
                 seconds, models[name] = _loops.LOOPS[name](case, x, samples, models[name], r)
                 runs[name].append(samples / seconds)
                 cpu_runs[name].append(samples / max(time.process_time() - cpu, 1e-9))
-            matmul.append(_loops.matmul_gflops(case))
+                if name in around:
+                    around[name].append((before + _loops.matmul_gflops(case)) / 2)
+            matmul.append(around["aevb"][-1] if "aevb" in around else _loops.matmul_gflops(case))
             _log(
                 f"  round {r + 1}/{rounds}: "
                 + ", ".join(f"{n} {runs[n][-1]:,.0f}/s" for n in loops)
@@ -149,8 +156,9 @@ def throughput(cases, samples: int, rounds: int, loops=None) -> dict:
             if "tight" in runs:
                 tight = [
                     _loops.train_gflops(case, s) / m
-                    for s, m in zip(runs["tight"], matmul, strict=True)
+                    for s, m in zip(runs["tight"], around["tight"], strict=True)
                 ]
+                row["matmul_gflops_runs_tight"] = [round(g, 2) for g in around["tight"]]
                 row["tight_fraction_of_matmul"] = round(statistics.median(tight), 3)
         _log("  where a step's time goes (torch.profiler)")
         row["step_breakdown"] = {
