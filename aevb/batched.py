@@ -301,9 +301,10 @@ def fit_batched(
     N = data.x.shape[0]
     stack = StackedVAE(models).to(dev)
     params = list(stack.parameters())
-    optimizer = make_optimizer(params, config)
     every = check_every or (1 if dev.type == "cpu" else 50)
     use_graph = dev.type == "cuda" if cuda_graph is None else bool(cuda_graph)
+    # A step captured in a CUDA graph needs an optimizer that can be captured (Adam: capturable).
+    optimizer = make_optimizer(params, config, capturable=use_graph and dev.type == "cuda")
     # Each model's noise: its own generator, seeded as fit() seeds torch's global one.
     gens = [torch.Generator(device=dev).manual_seed(config.seed) for _ in models]
     histories = [History() for _ in models]

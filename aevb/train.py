@@ -166,22 +166,37 @@ def _prepare(x: torch.Tensor, model: VAE, device: torch.device) -> torch.Tensor:
     return x.to(device=device, dtype=torch.float32)
 
 
-def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(
+    params, config: TrainConfig, *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """Adagrad (the paper's) or Adam, at ``config.lr``.
 
     PyTorch's fused (one-kernel) implementation is used when every parameter is a float32
     tensor on a device whose torch has that kernel (the CPU; CUDA in recent releases): the same
     update, several times faster than the per-tensor loop on the paper's model.
+
+    ``capturable`` (CUDA only) is for a step captured in a CUDA graph: Adam then keeps its step
+    count on the device, and refuses to be captured without it. Adagrad takes no such option:
+    its fused kernel keeps the count on the device anyway.
     """
     params = list(params)
     kind = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
     devices = {p.device for p in params}
+    if capturable and any(d.type != "cuda" for d in devices):
+        where = ", ".join(sorted(map(str, devices)))
+        raise ValueError(
+            f"capturable=True is for parameters on a CUDA device, not on {where}; pass "
+            "capturable=False"
+        )
     fused = (
         len(devices) == 1
         and all(p.dtype == torch.float32 for p in params)
         and fused_step_available(kind, next(iter(devices)))
     )
-    return kind(params, lr=config.lr, **({"fused": True} if fused else {}))
+    options: dict = {"fused": True} if fused else {}
+    if capturable and kind is torch.optim.Adam:
+        options["capturable"] = True
+    return kind(params, lr=config.lr, **options)
 
 
 @functools.cache

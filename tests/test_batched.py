@@ -163,3 +163,44 @@ def test_non_finite_bound_later_in_training_restores_the_last_finite_parameters(
     fit_batched(one_step, x, cfg(40), show_progress=False)
     for p, q in zip(models[0].parameters(), one_step[0].parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_the_optimizer_is_made_capturable_only_for_a_cuda_graph_on_cuda(optimizer, monkeypatch):
+    asked = []
+    real = aevb.batched.make_optimizer
+
+    def spy(params, config, *, capturable=False):
+        asked.append(capturable)
+        return real(params, config, capturable=capturable)
+
+    monkeypatch.setattr(aevb.batched, "make_optimizer", spy)
+    monkeypatch.setattr(aevb.batched, "_graph_factory", _RecordedStep)
+    cfg = TrainConfig(samples=200, batch_size=40, optimizer=optimizer)
+    for graph in (False, True):  # on the CPU the stand-in graph runs the step; no capturable
+        fit_batched(_models((1, 3)), _data(), cfg, cuda_graph=graph, show_progress=False)
+    assert asked == [False, False]
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@needs_cuda
+@pytest.mark.parametrize("optimizer", ["adagrad", "adam"])
+def test_on_cuda_the_captured_graph_trains_as_the_eager_step(optimizer):
+    """The real CUDA graph (scripts/device-check.sh runs this on a GPU): captured without a
+    warning, replayed for every step after the warm-up, and the same models as eager steps."""
+    import warnings
+
+    x = _data()
+    cfg = TrainConfig(samples=800, batch_size=40, optimizer=optimizer, eval_points=50, n_evals=3)
+    eager, graphed = _models((1, 3)), _models((1, 3))
+    h_eager = fit_batched(eager, x, cfg, device="cuda", cuda_graph=False, show_progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a failed capture warns: fail instead
+        h_graph = fit_batched(graphed, x, cfg, device="cuda", cuda_graph=True, show_progress=False)
+    for a, b, ha, hb in zip(eager, graphed, h_eager, h_graph, strict=True):
+        assert ha.samples == hb.samples
+        assert ha.train_bound == pytest.approx(hb.train_bound, rel=1e-5, abs=1e-4)
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)

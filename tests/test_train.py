@@ -166,3 +166,16 @@ class _WithoutFusedKernel(torch.optim.Adagrad):
         if self.defaults["fused"]:
             raise RuntimeError("`fused=True` requires all the params to be floating point ...")
         return super().step(closure)
+
+
+def test_a_capturable_optimizer_is_adam_on_cuda_only():
+    """A step captured in a CUDA graph needs Adam's capturable form; Adagrad's fused kernel
+    needs nothing, and off CUDA the option is refused with the fix."""
+    params = list(build_model(ModelSpec(16, 2, hidden=8)).parameters())
+    with pytest.raises(ValueError, match="capturable=False"):
+        train.make_optimizer(params, TrainConfig(samples=100, optimizer="adam"), capturable=True)
+    meta = [torch.zeros(3, device="meta", requires_grad=True)]
+    with pytest.raises(ValueError, match="not on meta"):
+        train.make_optimizer(meta, TrainConfig(samples=100), capturable=True)
+    adam = train.make_optimizer(params, TrainConfig(samples=100, optimizer="adam"))
+    assert adam.defaults["capturable"] is False
