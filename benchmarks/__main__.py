@@ -171,7 +171,7 @@ def throughput(cases, samples: int, rounds: int, loops=None) -> dict:
 
 
 def figure2_section(quick: bool, skip_gpu: bool) -> dict:
-    steps, warmup = (2, 1) if quick else (30, 5)
+    steps, warmup = (2, 1) if quick else (100, 5)
     section: dict = {}
     _log("figure2: CPU (a short run, for scale)")
     try:

@@ -94,6 +94,25 @@ def test_figure2_projection_runs_on_the_cpu(monkeypatch, one_thread):
         assert set(row["samples_per_s_per_model_batched_by_mode"]) == {"eager"}
         assert row["cuda_graph"] == {"used": False, "error": "not a CUDA device"}
     assert out["projected_hours_batched"] > 0 and out["samples_per_model"] == 10**8
+    assert set(out["datasets"]["mnist"]["fixed_seconds"]) == {"alone 1", "alone 3", "batched eager"}
+
+
+def test_steady_rate_removes_what_a_run_pays_once(monkeypatch):
+    """A run that costs 0.5 s once plus 0.01 s a step: 100 samples / 0.01 s, and 0.5 s once."""
+    clock = {"now": 0.0}
+    monkeypatch.setattr(figure2.time, "perf_counter", lambda: clock["now"])
+
+    def run(steps):
+        clock["now"] += 0.5 + 0.01 * steps
+
+    rate, once = figure2.steady_rate(run, 40, torch.device("cpu"))
+    assert rate == pytest.approx(figure2.BATCH / 0.01) and once == pytest.approx(0.5)
+
+    def noisy(steps):  # the long run no slower than the short one: its plain speed
+        clock["now"] += 1.0
+
+    rate, once = figure2.steady_rate(noisy, 40, torch.device("cpu"))
+    assert rate == pytest.approx(40 * figure2.BATCH / 1.0) and once == 0.0
 
 
 @pytest.mark.slow
