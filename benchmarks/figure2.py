@@ -60,6 +60,11 @@ def _timed(fn, device) -> float:
     return time.perf_counter() - t
 
 
+def config(steps: int) -> TrainConfig:
+    """The training config of a timed run: ``steps`` minibatches of ``BATCH``, two evaluations."""
+    return TrainConfig(samples=steps * BATCH, batch_size=BATCH, n_evals=2, eval_points=100)
+
+
 def steady_rate(run, steps: int, device: torch.device) -> tuple[float, float]:
     """Samples per second of ``run(n)`` (which trains ``n`` minibatches of ``BATCH``) in the
     steady state, and the seconds it pays once per call.
@@ -95,9 +100,6 @@ def measure(device: str | torch.device = "cpu", steps: int = 200, warmup: int = 
     for name, z_dims in FIGURE2_Z.items():
         x, source = _data(name)
         x = x.to(dev)
-
-        def config(n: int) -> TrainConfig:
-            return TrainConfig(samples=n * BATCH, batch_size=BATCH, n_evals=2, eval_points=100)
 
         alone, fixed = {}, {}
         for model in figure2_models(name):
