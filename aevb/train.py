@@ -319,14 +319,15 @@ def fit(
     model.train()
     try:
         for batch in minibatches(data, config, dev):  # one step of Algorithm 1 each
-            if fused is not None:  # the bound, and -its gradient in p.grad
-                bound = fused.step(batch)
+            if fused is not None:  # -the gradient in p.grad; the bound when it may not be finite
+                bound = fused.step(batch, exact=config.weight_prior)
             else:
                 bound = elbo(model, batch, config.L, config.estimator).mean()
-            loss = -bound
-            if config.weight_prior:
-                loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
-            stop_if_not_finite(loss, params, good, "bound", step, seen, sign=-1.0)
+            if bound is not None:  # None: certainly finite (see FusedELBO.step)
+                loss = -bound
+                if config.weight_prior:
+                    loss = loss + 0.5 * sum(p.square().sum() for p in params) / N
+                stop_if_not_finite(loss, params, good, "bound", step, seen, sign=-1.0)
             with torch.no_grad():
                 torch._foreach_copy_(good, params)
                 if fused is not None and config.weight_prior:

@@ -108,3 +108,57 @@ def test_non_finite_bound_on_the_fast_path_keeps_the_last_good_parameters():
     with pytest.raises(NonFiniteBoundError, match="at step 0"):
         fit(model, _data(), TrainConfig(samples=400, batch_size=40), show_progress=False)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize("L", [1, 3])
+def test_without_the_exact_bound_the_gradient_is_the_same_bit_for_bit(L):
+    """fit() needs the bound only to check it is finite: exact=False skips the log-likelihood
+    when the bound is certainly finite, and returns None; the gradient does not change."""
+    model, x = _model(), _data(6)
+    step = fused.FusedELBO(model, L)
+    torch.manual_seed(1)
+    bound = step.step(x)
+    expected = [p.grad.clone() for p in model.parameters()]
+    torch.manual_seed(1)
+    assert step.step(x, exact=False) is None and torch.isfinite(bound)
+    for p, g in zip(model.parameters(), expected, strict=True):
+        assert torch.equal(p.grad, g)
+
+
+@pytest.mark.parametrize("logit", [float("inf"), float("nan"), 3e37])
+def test_without_the_exact_bound_a_bound_that_may_not_be_finite_is_computed(logit):
+    model, x = _model(), _data(6)
+    with torch.no_grad():
+        model.decoder.out.bias[0] = logit  # a logit past the certificate: the bound is computed
+    torch.manual_seed(1)
+    exact = fused.FusedELBO(model).step(x)
+    torch.manual_seed(1)
+    lazy = fused.FusedELBO(model).step(x, exact=False)
+    assert lazy is not None
+    assert torch.equal(lazy, exact) or (torch.isnan(lazy) and torch.isnan(exact))
+
+
+def test_fit_trains_bit_for_bit_as_with_the_exact_bound(monkeypatch):
+    x = _data()
+    cfg = TrainConfig(samples=800, batch_size=40, lr=0.05, eval_points=50, n_evals=3)
+    lazy = _model()
+    h_lazy = fit(lazy, x, cfg, show_progress=False)
+    real = fused.FusedELBO.step
+    monkeypatch.setattr(fused.FusedELBO, "step", lambda self, x, exact=True: real(self, x))
+    exact = _model()
+    h_exact = fit(exact, x, cfg, show_progress=False)
+    assert h_lazy.train_bound == h_exact.train_bound
+    assert all(
+        torch.equal(a, b) for a, b in zip(lazy.parameters(), exact.parameters(), strict=True)
+    )
+
+
+def test_an_infinite_logit_on_the_fast_path_stops_fit_with_the_last_good_parameters():
+    model = _model()
+    with torch.no_grad():
+        model.decoder.out.bias[0] = float("inf")  # −log p = inf wherever that pixel is 0
+    before = [p.detach().clone() for p in model.parameters()]
+    data = _data() * 0.0  # every pixel 0
+    with pytest.raises(NonFiniteBoundError, match="became -inf at step 0"):
+        fit(model, data, TrainConfig(samples=400, batch_size=40), show_progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
