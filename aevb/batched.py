@@ -215,7 +215,9 @@ class BatchedStep:
         # Before capture, the warm-up steps run on a side stream (as CUDA graphs require).
         current = torch.cuda.current_stream(self._side.device)
         self._side.wait_stream(current)
-        with torch.cuda.stream(self._side):
+        with torch.cuda.stream(self._side), warnings.catch_warnings():
+            # A capturable Adam warns when it steps uncaptured; these steps are meant to be.
+            warnings.filterwarnings("ignore", message=".*capturable=True.*without")
             self._compute()
         current.wait_stream(self._side)
 
