@@ -1,5 +1,7 @@
 """Several VAEs in one step (aevb.batched): equal to separate fit() runs on a tiny problem."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -190,8 +192,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_on_cuda_the_captured_graph_trains_as_the_eager_step(optimizer):
     """The real CUDA graph (scripts/device-check.sh runs this on a GPU): captured without a
     warning, replayed for every step after the warm-up, and the same models as eager steps."""
-    import warnings
-
     x = _data()
     cfg = TrainConfig(samples=800, batch_size=40, optimizer=optimizer, eval_points=50, n_evals=3)
     eager, graphed = _models((1, 3)), _models((1, 3))
