@@ -17,7 +17,8 @@ throughput
 figure2
     Figure 2's nine models alone and batched, and the projected time of the figure at the
     paper's 10^8 samples per model: on the CPU (a short run, for scale) and on a GPU when one
-    is present (else the report says that the GPU numbers were not measured).
+    is present (else the report says that the GPU numbers were not measured); and, counted
+    rather than timed, the budget one hour leaves per step and per operator.
 chapters
     with ``--chapters``: every book/*.ipynb executed cold in the book profile, its time and
     peak memory; with ``--from-build``: the times the last book build stored.
@@ -180,6 +181,11 @@ def figure2_section(quick: bool, skip_gpu: bool) -> dict:
         section["cpu"].update(measured=True, load_at_start=load, load_at_end=_load())
     except Exception as err:  # noqa: BLE001 - the report says what failed
         section["cpu"] = {"measured": False, "reason": f"{type(err).__name__}: {err}"}
+    _log("figure2: what one hour asks of a device (counted, not timed)")
+    try:
+        section["budget"] = _figure2.budget(TARGETS["figure2_gpu_hours"])
+    except Exception as err:  # noqa: BLE001
+        section["budget"] = {"measured": False, "reason": f"{type(err).__name__}: {err}"}
     if skip_gpu:
         section["gpu"] = {"measured": False, "reason": "skipped (--no-gpu)"}
     elif not torch.cuda.is_available():

@@ -20,6 +20,10 @@ a good part of the time.
 
 The speed does not depend on the pixel values, so where Frey Face is not available (offline)
 random grey levels of its size (1,965 images of 28 x 20) stand in, and the report says so.
+
+:func:`budget` needs no timing: it counts what the figure asks of any device, the batched steps
+of 10^6 minibatches per data set, the operators each step dispatches (each at least one kernel
+launch on a GPU) and its floating-point operations, and divides the target time among them.
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ import time
 import warnings
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import aevb
-from aevb.batched import FIGURE2_Z, figure2_models, fit_batched
+from aevb.batched import FIGURE2_Z, StackedVAE, figure2_models, fit_batched
 from aevb.train import TrainConfig, fit
 
 PAPER_SAMPLES = 10**8
@@ -156,3 +161,97 @@ def measure(device: str | torch.device = "cpu", steps: int = 200, warmup: int = 
     out["projected_hours_alone"] = round(total_alone / 3600, 3)
     out["samples_per_model"] = PAPER_SAMPLES
     return out
+
+
+class _OperatorCount(TorchDispatchMode):
+    """Counts the ATen operators dispatched while active: those that compute (each at least one
+    kernel launch on a GPU) and the views (metadata only, no kernel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels = self.views = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "aten":  # not the profiler's markers (record_function)
+            if func.is_view or func.overloadpacket.__name__ in ("detach", "t", "view"):
+                self.views += 1
+            else:
+                self.kernels += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operators_per_step(models, x: torch.Tensor, check_every: int = 50) -> tuple[float, float]:
+    """The ATen operators one step of :func:`fit_batched` dispatches on the CPU, as
+    ``(computing, views)``: counted over a run of 4 and of 12 minibatches of ``BATCH`` (one
+    epoch of ``x``, eager), the difference over 8 steps, so that what a run does once (the
+    data check, the evaluations, the stacking) drops out. ``check_every`` is the GPU's default:
+    a finiteness check (and its snapshot) every 50 steps. The models are trained in place."""
+    if x.shape[0] < 12 * BATCH:
+        raise ValueError(f"x has {x.shape[0]} rows; counting needs 12 minibatches of {BATCH}")
+    counts = []
+    for steps in (1, 4, 12):  # the first run only warms up (one-off probes, caches)
+        counter = _OperatorCount()
+        with counter:
+            fit_batched(
+                models,
+                x,
+                config(steps),
+                device="cpu",
+                check_every=check_every,
+                cuda_graph=False,
+                show_progress=False,
+            )
+        counts.append((counter.kernels, counter.views))
+    _, (k4, v4), (k12, v12) = counts
+    return (k12 - k4) / 8, (v12 - v4) / 8
+
+
+def _sig(value: float, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant digits (the report's precision)."""
+    return float(f"{value:.{digits}g}")
+
+
+def budget(hours: float = 1.0, samples: int = PAPER_SAMPLES) -> dict:
+    """What Figure 2 at ``samples`` per model within ``hours`` asks of a device, by counting.
+
+    Each data set's models train together, one batched step per minibatch of ``BATCH``: the
+    figure is ``samples / BATCH`` steps per data set. Per step: the operators it dispatches
+    (:func:`operators_per_step`) and its arithmetic, 6 x parameters x ``BATCH`` for the stacked
+    parameters (the models padded to the largest N_z, as the step computes them) and for the
+    models' own. The time is then shared out: milliseconds per step, microseconds per
+    operator, and the GFLOP/s the arithmetic needs.
+    """
+    seconds = hours * 3600.0
+    steps_per_set = samples // BATCH
+    sets, total_steps, total_ops, total_flop = {}, 0, 0.0, 0.0
+    for name in FIGURE2_Z:
+        models = figure2_models(name)
+        x = torch.rand(12 * BATCH, models[0].spec.x_dim, generator=torch.Generator().manual_seed(0))
+        kernels, views = operators_per_step(models, x)
+        stacked = sum(p.numel() for p in StackedVAE(models).parameters())
+        own = sum(p.numel() for m in models for p in m.parameters())
+        flop = 6.0 * stacked * BATCH
+        sets[name] = {
+            "models": len(models),
+            "steps": steps_per_set,
+            "operators_per_step": kernels,
+            "view_operators_per_step": views,
+            "parameters_stacked": stacked,
+            "parameters_of_the_models": own,
+            "gflop_per_step": _sig(flop / 1e9),
+            "useful_gflop_per_step": _sig(6.0 * own * BATCH / 1e9),
+        }
+        total_steps += steps_per_set
+        total_ops += steps_per_set * kernels
+        total_flop += steps_per_set * flop
+    return {
+        "hours": hours,
+        "samples_per_model": samples,
+        "batch_size": BATCH,
+        "steps": total_steps,
+        "ms_per_step": _sig(seconds / total_steps * 1e3),
+        "us_per_operator": _sig(seconds / total_ops * 1e6),
+        "gflop": _sig(total_flop / 1e9),
+        "gflop_per_s_needed": _sig(total_flop / seconds / 1e9),
+        "datasets": sets,
+    }

@@ -97,6 +97,53 @@ def test_figure2_projection_runs_on_the_cpu(monkeypatch, one_thread):
     assert set(out["datasets"]["mnist"]["fixed_seconds"]) == {"alone 1", "alone 3", "batched eager"}
 
 
+def test_the_operator_count_separates_kernels_from_views():
+    a, b = torch.rand(3, 4), torch.rand(4, 5)
+    counter = figure2._OperatorCount()
+    with counter:
+        torch.mm(a, b).t().sum()  # two that compute (mm, sum), one view (t)
+        a.detach().view(12).exp()  # two views, one that computes
+    assert (counter.kernels, counter.views) == (3, 3)
+
+
+def test_the_budget_of_figure2_divides_the_hour_among_steps_and_operators(monkeypatch):
+    sizes = {"mnist": (12, (1, 3)), "frey-face": (8, (2, 2))}
+    monkeypatch.setattr(
+        figure2,
+        "figure2_models",
+        lambda name: [build_model(ModelSpec(sizes[name][0], z, 6)) for z in sizes[name][1]],
+    )
+    out = figure2.budget(hours=2.0, samples=10**6)
+    steps = 10**6 // figure2.BATCH
+    rows = out["datasets"]
+    assert out["steps"] == 2 * steps and out["ms_per_step"] == pytest.approx(
+        2 * 3600e3 / out["steps"]
+    )
+    ops = sum(r["steps"] * r["operators_per_step"] for r in rows.values())
+    assert out["us_per_operator"] == pytest.approx(2 * 3600e6 / ops, rel=1e-3)
+    flop = sum(r["steps"] * r["gflop_per_step"] for r in rows.values())
+    assert out["gflop"] == pytest.approx(flop, rel=1e-3)
+    assert out["gflop_per_s_needed"] == pytest.approx(flop / 7200, rel=1e-3)
+    for name, row in rows.items():
+        assert row["steps"] == steps and row["models"] == 2
+        # a step computes: the four layers forward and backward, the noise, the optimizer
+        assert 20 < row["operators_per_step"] < 400 and row["view_operators_per_step"] > 0
+        # D-6-N_z: (D*6+6) + (6*2N_z+2N_z) + (N_z*6+6) + (6*D+D), per model
+        D, z_dims = sizes[name]
+        own = sum((6 * D + 6) + 14 * z + (6 * z + 6) + 7 * D for z in z_dims)
+        assert row["parameters_of_the_models"] == own
+        stacked = 2 * ((6 * D + 6) + 20 * max(z_dims) + 6 + 7 * D)  # padded to the largest N_z
+        assert row["parameters_stacked"] == stacked
+        assert row["gflop_per_step"] == pytest.approx(6 * stacked * figure2.BATCH / 1e9, rel=1e-3)
+    # equal N_z: no padding, the stacked parameters are the models' own
+    assert rows["frey-face"]["parameters_stacked"] == rows["frey-face"]["parameters_of_the_models"]
+
+
+def test_counting_operators_needs_twelve_minibatches():
+    with pytest.raises(ValueError, match="12 minibatches"):
+        figure2.operators_per_step([build_model(ModelSpec(12, 2, 6))], torch.rand(50, 12))
+
+
 def test_steady_rate_removes_what_a_run_pays_once(monkeypatch):
     """A run that costs 0.5 s once plus 0.01 s a step: 100 samples / 0.01 s, and 0.5 s once."""
     clock = {"now": 0.0}
