@@ -173,7 +173,7 @@ class _OperatorCount(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.namespace == "aten":  # not the profiler's markers (record_function)
-            if func.is_view or func.overloadpacket.__name__ in ("detach", "t", "view"):
+            if func.is_view:
                 self.views += 1
             else:
                 self.kernels += 1
@@ -188,21 +188,26 @@ def operators_per_step(models, x: torch.Tensor, check_every: int = 50) -> tuple[
     a finiteness check (and its snapshot) every 50 steps. The models are trained in place."""
     if x.shape[0] < 12 * BATCH:
         raise ValueError(f"x has {x.shape[0]} rows; counting needs 12 minibatches of {BATCH}")
+
+    def run(steps: int) -> None:
+        fit_batched(
+            models,
+            x,
+            config(steps),
+            device="cpu",
+            check_every=check_every,
+            cuda_graph=False,
+            show_progress=False,
+        )
+
+    run(1)  # a warm-up, uncounted: one-off probes and caches
     counts = []
-    for steps in (1, 4, 12):  # the first run only warms up (one-off probes, caches)
+    for steps in (4, 12):
         counter = _OperatorCount()
         with counter:
-            fit_batched(
-                models,
-                x,
-                config(steps),
-                device="cpu",
-                check_every=check_every,
-                cuda_graph=False,
-                show_progress=False,
-            )
+            run(steps)
         counts.append((counter.kernels, counter.views))
-    _, (k4, v4), (k12, v12) = counts
+    (k4, v4), (k12, v12) = counts
     return (k12 - k4) / 8, (v12 - v4) / 8
 
 
