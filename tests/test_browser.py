@@ -48,6 +48,7 @@ class PageReport:
     widget_views: int = 0
     external_refs: list[str] = field(default_factory=list)
     explorers: list[dict] = field(default_factory=list)
+    clipped_output: list[str] = field(default_factory=list)
     title: str = ""
     screenshot: Path | None = None
 
@@ -135,6 +136,10 @@ _INSPECT = """async () => {
     math_errors: mathErrors(),
     mathjax_src: mj ? mj.src : null,
     hrefs: Array.from(document.querySelectorAll("a[href]")).map(a => a.href),
+    // Printed output wider than its box (the end of the line behind a scroll bar).
+    clipped_output: Array.from(document.querySelectorAll("div.cell_output pre"))
+      .filter(e => e.scrollWidth > e.clientWidth + 1)
+      .map(e => e.textContent.slice(0, 80)),
     widget_views: document.querySelectorAll(
       'script[type="application/vnd.jupyter.widget-view+json"], .jupyter-widgets').length,
     external_refs: Array.from(document.querySelectorAll(LOADED))
@@ -223,6 +228,7 @@ def reports(context, book_url: str, book_dir: Path) -> dict[str, PageReport]:
             report.hrefs = data["hrefs"]
             report.widget_views = data["widget_views"]
             report.external_refs = data["external_refs"]
+            report.clipped_output = data["clipped_output"]
             shot = _screenshot_path(book_dir, name)
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
@@ -264,6 +270,12 @@ def test_no_failed_requests(reports):
 def test_no_console_errors(reports):
     errors = _problems(reports, "console")
     assert not errors, f"console errors: {errors}"
+
+
+def test_printed_output_wraps_at_the_page_width(reports):
+    """book/_static/css/aevb.css: a long printed line wraps instead of hiding its end."""
+    clipped = _problems(reports, "clipped_output")
+    assert not clipped, f"printed output cut off behind a horizontal scroll bar: {clipped}"
 
 
 def test_math_is_typeset_by_the_local_mathjax(reports, book_dir: Path):

@@ -1,5 +1,5 @@
 """A small Sphinx extension for the AEVB book's HTML (loaded via `_config.yml`
-``sphinx.local_extensions``). Three jobs:
+``sphinx.local_extensions``). Four jobs:
 
 1. **Clean page scripts and launch buttons.** Sphinx 7.4 lists an inline script twice when
    an extension registers it after the builder started (``app.add_js_file(None, body=...)``:
@@ -26,6 +26,9 @@
    continuous model: 200`` became a "type" of five unresolvable words. Such a line is left
    as prose unless the part before the colon looks like a type (``int``, ``torch.Tensor``,
    ``dict[str, int] | None``).
+
+4. **The book's stylesheet** (book/_static/css/aevb.css): printed output wraps at the page's
+   width instead of hiding the end of a long line behind a horizontal scroll bar.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import re
+from pathlib import Path
 from typing import Any
 
 from sphinx.application import Sphinx
@@ -170,7 +174,18 @@ def keep_prose_attributes(app: Sphinx, what: str, name: str, obj, options, lines
             return
 
 
+CSS = Path(__file__).resolve().parent / "css"  # the book's own stylesheet: aevb.css
+
+
+def add_book_css(app: Sphinx) -> None:
+    """Serve book/_static/css/ as static files (only that folder: not this module)."""
+    app.config.html_static_path.append(str(CSS))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
+    # 4. The book's stylesheet (printed output wraps at the page's width).
+    app.connect("builder-inited", add_book_css)
+    app.add_css_file("aevb.css")
     # After sphinx.ext.napoleon's handler (default priority 500).
     app.connect("autodoc-process-docstring", keep_prose_attributes, priority=600)
     # After the themes' own html-page-context handlers (default priority 500).
