@@ -521,6 +521,7 @@ def _quiet_pooch() -> Iterator[None]:
 # Hosts that could not be connected to: not tried again in this process, so that an offline
 # machine whose network drops packets pays the connection timeout once, not at every load.
 _UNREACHABLE: set[str] = set()
+_EARLIER = "unreachable earlier in this process"
 
 
 def _fetch(
@@ -548,7 +549,7 @@ def _fetch(
     for url in remote.urls:
         host = urlsplit(url).netloc
         if host in _UNREACHABLE:
-            problems.append(f"{host} unreachable earlier in this process")
+            problems.append(f"{host} {_EARLIER}")
             continue
         tmp.unlink(missing_ok=True)
         logger.info("aevb.data: downloading %s", url)
@@ -585,6 +586,9 @@ def _fetch(
     with contextlib.suppress(OSError):  # leave no empty folders behind
         for folder in created:
             folder.rmdir()
+    if len(problems) == len(remote.urls) and all(p.endswith(_EARLIER) for p in problems):
+        # Said in full by the first failed load of this process: a short line from then on.
+        raise _FetchFailed(f"could not download {remote.fname}: offline (no mirror reachable)")
     raise _FetchFailed(f"could not download {remote.fname}: {'; '.join(problems)}")
 
 

@@ -233,9 +233,14 @@ def test_mnist_offline_falls_back_to_bundle(net: FakeNetwork, capsys, tmp_path: 
     line = capsys.readouterr().out.strip()
     assert BUNDLE_SOURCE in line and "cannot connect to ossci-datasets.s3.amazonaws.com" in line
     assert not (tmp_path / "mnist").exists()  # nothing left behind
-    # the unreachable hosts are not tried again in this process
-    data.load("mnist", "test", root=tmp_path, verbose=False)
-    assert len(net.calls) == 2
+    # the unreachable hosts are not tried again in this process, and the line says so briefly
+    again = data.load("mnist", "test", root=tmp_path)
+    assert len(net.calls) == 2 and again.source == BUNDLE_SOURCE
+    line = capsys.readouterr().out.strip()
+    assert line.endswith(
+        "full MNIST not used: could not download train-images-idx3-ubyte.gz: "
+        "offline (no mirror reachable)"
+    ), line
 
 
 def test_mnist_download_failing_checksum_is_discarded(net: FakeNetwork, caplog, tmp_path: Path):
