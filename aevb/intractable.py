@@ -130,6 +130,18 @@ class GridPosterior:
         wq = (log_q + self.log_dv).exp()
         return (wq * (log_q - self.log_density)).sum(0)
 
+    def moment_matched_kl(self) -> torch.Tensor:
+        """KL(p_θ(z|x) || N(m, S)) on the grid, per datapoint (nats), shape (batch,).
+
+        m and S are the posterior's own mean and covariance (:meth:`mean`,
+        :meth:`covariance`), so N(m, S) is the moment-matched Gaussian, which minimises
+        KL(p || N) over all Gaussians N: the KL is zero exactly when the posterior is Gaussian,
+        and otherwise measures how far it is from the closest Gaussian in this direction.
+        """
+        gauss = MultivariateNormal(self.mean(), covariance_matrix=self.covariance())
+        log_g = gauss.log_prob(self.z.double()[:, None, :])  # (G, batch)
+        return (self.weights * (self.log_density - log_g)).sum(0)
+
     def expectation_under(self, q: Distribution, values: torch.Tensor) -> torch.Tensor:
         """∫ q(z) v(z) dz on the grid, for node values ``values`` (G, batch)."""
         zq = self.z[:, None, :].expand(-1, self.log_density.shape[1], -1).to(q.mean.dtype)

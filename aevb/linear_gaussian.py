@@ -83,7 +83,9 @@ class LinearGaussianModel(nn.Module):
 
     @torch.no_grad()
     def fit_encoder_to_posterior(self, x: torch.Tensor) -> None:
-        """Set q_φ to the mean-field part of the exact posterior: mean exact, variances diag(S)."""
+        """Set q_φ to the diagonal Gaussian closest to the exact posterior N(m, Λ⁻¹) in KL(q||p):
+        the exact mean m, and variances 1/Λ_jj (the diagonal of the precision Λ = I + WᵀW/σ²
+        inverted, not the diagonal of the covariance Λ⁻¹)."""
         W, var = self.decoder.W, self.decoder.log_sigma.exp() ** 2
         precision = torch.eye(self.z_dim, device=W.device) + W.T @ W / var
         cov = torch.linalg.inv(precision)

@@ -29,8 +29,9 @@ acceptance, as the paper did); the kept transitions then draw each leapfrog step
 from step · U(1 − jitter, 1 + jitter). With a fixed step and a fixed number of leapfrog steps,
 a trajectory whose length is close to a period of the posterior's oscillation returns near its
 start, and the chain barely moves (Neal, 2011, Section 5.4.2.2); jittering the step breaks the
-resonance. On a linear-Gaussian model it cuts the estimator's error about fourfold
-(tests/test_marginal_hmc.py).
+resonance. On a linear-Gaussian model (64 chains, 100 kept samples after 50 warm-up) it cuts
+the estimator's mean error about five- to sixfold; tests/test_marginal_hmc.py asserts at least
+threefold.
 """
 
 from __future__ import annotations

@@ -1,17 +1,22 @@
-"""A trained VAE as a prior over images: denoising, inpainting, super-resolution (Section 1).
+"""A trained VAE as a prior over images: denoising, inpainting, super-resolution (Section 2.1).
 
-The paper names "efficient approximate marginal inference of the variable x" among the uses of
-a trained model: all image restoration tasks where a prior over x is needed. Every task here
-observes a corrupted version y of a clean image x and asks for x. With the VAE as the prior,
+The paper's Section 2.1 names "efficient approximate marginal inference of the variable x" as
+the third of its three problems: all image restoration tasks where a prior over x is needed.
+Every task here observes a corrupted version y of a clean image x and asks for x. With the
+VAE as the prior,
 
     p(x, y) = ∫ p(z) p_θ(x|z) p(y|x) dz,
 
 and when the corruption acts pixel by pixel (or linearly, as down-sampling does) on the
 decoder's mean image μ_θ(z), the latent posterior p(z|y) ∝ p(z) p(y|μ_θ(z)) can be fitted per
 image exactly like the per-datapoint posteriors of :mod:`aevb.posterior`; the restored image is
-the posterior mean E[μ_θ(z) | y]. For inpainting the decoder factorizes over pixels, so the
-likelihood of the observed pixels is just the product over them, and the missing pixels'
-log-likelihood log p(x_miss | x_obs) can be estimated by importance sampling.
+the posterior mean E[x | y] = E_{p(z|y)}[E[x | y, z]]. Where y says nothing about x beyond what z
+says (the missing pixels of inpainting; super-resolution, whose likelihood is written on μ_θ(z)
+alone) the inner expectation is μ_θ(z); for denoising, where the model lets the clean grey level
+differ from μ_θ(z) by a slack s, it also leans towards y (:func:`denoise_estimate`).
+For inpainting the decoder factorizes over pixels, so the likelihood of the observed pixels is
+just the product over them, and the missing pixels' log-likelihood log p(x_miss | x_obs) can be
+estimated by importance sampling.
 
 Baselines: mean and median filters (:mod:`scipy.ndimage`), bilinear up-sampling
 (:func:`torch.nn.functional.interpolate`), and the nearest training image. Quality: PSNR, and
@@ -355,7 +360,9 @@ def superres_log_lik(
     model, y_low: torch.Tensor, shape: Shape, factor: int, sigma: float = 0.05
 ) -> LogLik:
     """z ↦ log N(y_low; downsample(μ_θ(z)), σ² I): the low-resolution image is the average of
-    the high-resolution mean image over factor x factor blocks, plus a little noise."""
+    the high-resolution mean image over factor x factor blocks, plus a little Gaussian noise of
+    standard deviation ``sigma`` (τ in chapter 10). Given z, y_low does not depend on x in this
+    model, so the restored image is E_q[μ_θ(z)] (:func:`restore`)."""
 
     def log_lik(z):
         low = downsample(model.decoder.mean(z), shape, factor)
@@ -426,8 +433,10 @@ def pseudo_gibbs(
 
     Alternate z ~ q_φ(z | x_obs, x_miss) (the encoder) and x_miss ~ p_θ(x_miss | z) (the
     decoder), keeping the observed pixels fixed. The missing pixels start at 0.5. The chain
-    is not exactly invariant for p(x_miss | x_obs) (q is only an approximation), but close to
-    it when q is good. Probabilities of the missing pixels are averaged after ``burn_in``.
+    is not exactly invariant for p(x_miss | x_obs) (q is only an approximation): close to it
+    when q is good, but with an imperfect encoder it can drift far from it (Mattei & Frellsen,
+    2018; chapter 10 shows a chain that degenerates). Probabilities of the missing pixels are
+    averaged after ``burn_in``.
     """
     check_positive_int(steps, "steps")
     burn_in = steps // 2 if burn_in is None else burn_in

@@ -9,6 +9,9 @@ Carlo EM; Wei & Tanner, 1990). Appendix E of the paper does it this way, per dat
             the z_i this datapoint had last time (a persistent chain per datapoint);
     M-step: 5 Adagrad updates of θ on (1/M) Σ_i log p_θ(x_i, z_i) with the sample just drawn.
 
+The E-step's z_i is only approximately a draw from p_θ(z|x_i): one transition per visit of a
+chain that lags behind θ, which changes between the visits.
+
 There is no recognition model: each datapoint keeps its own chain, so memory grows with N and
 the method is not on-line — the paper's reason why it "can't be applied efficiently for the
 full MNIST dataset". With no q_φ(z|x) there is no variational bound to report either; the

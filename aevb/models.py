@@ -3,7 +3,8 @@
 Every network returns a :mod:`torch.distributions` object, so the estimators in
 :mod:`aevb.bound` and :mod:`aevb.estimators` only ask for ``log_prob``, ``rsample`` and
 ``sample``. Hidden layers are ``tanh`` with a size given as an argument (the paper used 500
-units for MNIST and 200 for Frey Face); parameters are initialised from N(0, 0.01²).
+units for MNIST and 200 for Frey Face); parameters are initialised from the paper's N(0, 0.01)
+(Section 5), read as standard deviation 0.01.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ DECODERS: tuple[str, ...] = ("bernoulli", "gaussian")
 
 
 def init_paper_(module: nn.Module, std: float = 0.01) -> nn.Module:
-    """Initialise every weight and bias from N(0, std²) (Section 5: std = 0.01)."""
+    """Initialise every weight and bias from N(0, std²): Section 5 writes N(0, 0.01), read here
+    as standard deviation std = 0.01."""
     with torch.no_grad():
         for p in module.parameters():
             p.normal_(0.0, std)

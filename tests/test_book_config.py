@@ -45,11 +45,11 @@ def test_repository_url_is_a_github_repository():
     )
 
 
-def test_launch_buttons_colab_binder_jupyterhub_and_download():
+def test_launch_buttons_colab_binder_and_download():
     launch = CONFIG["launch_buttons"]
     assert launch["colab_url"] == "https://colab.research.google.com"
     assert launch["binderhub_url"].startswith("https://")
-    assert launch["jupyterhub_url"].startswith("https://")
+    assert "jupyterhub_url" not in launch, "no JupyterHub to point at: a dead button"
     assert launch.get("thebe") is False, "thebe loads from a CDN; the book uses static explorers"
     assert CONFIG["html"]["use_download_button"] is True
     assert CONFIG["html"]["use_repository_button"] is True
@@ -172,6 +172,38 @@ def test_every_page_in_book_is_in_the_toc():
     pages = {p.relative_to(REPO).with_suffix("").as_posix() for p in BOOK.glob("*.ipynb")}
     pages |= {p.relative_to(REPO).with_suffix("").as_posix() for p in BOOK.glob("*.md")}
     assert not pages - listed, f"pages not in _toc.yml: {sorted(pages - listed)}"
+
+
+def _markdown(path: Path) -> str:
+    if path.suffix == ".md":
+        return path.read_text()
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_equation_numbers_never_collide_with_the_papers():
+    """Sphinx numbers labelled equations through the whole book, so its (6) sat beside the
+    paper's eq. 8. Displayed numbers are written out instead: the paper's own number for one of
+    the paper's equations, chapter.n for one of the book's, and no {eq} label is left."""
+    pages = sorted(BOOK.glob("*.ipynb")) + sorted(BOOK.glob("*.md"))
+    problems = []
+    for page in pages:
+        text = _markdown(page)
+        if re.search(r"\$\$\s*\([\w-]+\)", text) or "{eq}`" in text or "{math}" in text:
+            problems.append(f"{page.name}: a labelled equation (numbered by Sphinx)")
+        chapter = re.match(r"(\d\d)_", page.name)
+        tags = re.findall(r"\\tag\{([^}]*)\}", text)
+        for tag in tags:
+            own = re.fullmatch(r"(\d+)\.(\d+)", tag)
+            paper = re.fullmatch(r"\d+(, \d+)*", tag)
+            if own and not (chapter and int(own.group(1)) == int(chapter.group(1))):
+                problems.append(f"{page.name}: tag ({tag}) is not this chapter's")
+            elif not own and not (paper and all(1 <= int(n) <= 24 for n in tag.split(", "))):
+                problems.append(f"{page.name}: tag ({tag}) is neither the paper's nor chapter.n")
+        own_tags = [t for t in tags if "." in t]
+        if len(set(own_tags)) != len(own_tags):
+            problems.append(f"{page.name}: a tag used twice: {own_tags}")
+    assert not problems, problems
 
 
 def test_no_image_is_committed_in_book():

@@ -376,7 +376,6 @@ def test_chapters_have_launch_and_download_buttons(reports, book_dir: Path):
         expected = {
             "Colab": f"{launch['colab_url'].rstrip('/')}/github/{org_repo}/blob/",
             "Binder": f"{launch['binderhub_url'].rstrip('/')}/v2/gh/{org_repo}/",
-            "JupyterHub": f"{launch['jupyterhub_url'].rstrip('/')}/hub/user-redirect/git-pull?",
         }
         for what, prefix in expected.items():
             if not any(h.startswith(prefix) and nb in h for h in hrefs):

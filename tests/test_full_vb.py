@@ -44,6 +44,25 @@ def test_layer_kl_is_the_gaussian_formula():
     assert float(layer.kl(prior_std=2.0)) == pytest.approx(kl2, rel=1e-5)
 
 
+def test_theta_term_variance_is_the_closed_form():
+    """Var_ζ[log p_α(θ̃) − log q_φ(θ̃)] per weight = ½(1 − σ²)² + μ²σ², the noise eq. 24 removes
+    (θ̃ = μ + σζ: the term is ½(1 − σ²)ζ² − μσζ + const). Chapter 11 quotes it."""
+    layer = BayesianLinear(3, 1)
+    mu = torch.tensor([[0.0, 0.8, -1.5]])
+    sigma = torch.tensor([[math.exp(-5.0), 0.5, 1.0]])
+    with torch.no_grad():
+        layer.weight_mu.copy_(mu)
+        layer.weight_log_sigma.copy_(sigma.log())
+    zeta = torch.randn(200_000, 1, 3, generator=torch.Generator().manual_seed(0))
+    theta = mu + sigma * zeta
+    with torch.no_grad():
+        qw, _ = layer.posteriors()
+        term = torch.distributions.Normal(0.0, 1.0).log_prob(theta) - qw.log_prob(theta)
+    expected = 0.5 * (1 - sigma.square()).square() + mu.square() * sigma.square()
+    assert torch.allclose(term.var(0), expected, rtol=0.02, atol=1e-3)
+    assert float(expected[0, 0]) == pytest.approx(0.5, rel=1e-4)  # σ ≪ 1: ½ per weight
+
+
 @pytest.mark.slow
 def test_estimators_a_and_b_agree_in_mean_and_b_has_lower_variance():
     model, x = _model(), _data()

@@ -100,3 +100,30 @@ def test_grid_on_an_mlp_decoder_and_its_cost():
 
 def test_mcem_gradient_count():
     assert I.mcem_gradient_evaluations(100, 10, n_leapfrog=10, warmup=5) == 100 * 15 * 11
+
+
+def test_moment_matched_kl_is_zero_for_a_gaussian_posterior():
+    """A linear-Gaussian posterior is Gaussian: the KL to its moment-matched Gaussian is ≈ 0."""
+    model, x = _lg()
+    gp = I.grid_posterior(model, x, points=128, limit=6.0)
+    kl = gp.moment_matched_kl()
+    assert kl.shape == (4,)
+    assert (kl.abs() < 1e-5).all()
+
+
+def test_moment_matched_kl_of_a_uniform_density_has_its_closed_form():
+    """Uniform on [−a, a]²: KL(U || N(0, a²/3 I)) = 2 · ½ (log(π/6) + 1) = log(π/6) + 1."""
+    a, points = 2.0, 400
+    z, log_dv = I.latent_grid(2, points, limit=a)
+    log_density = torch.full((len(z), 1), -math.log((2 * a) ** 2), dtype=torch.float64)
+    gp = I.GridPosterior(z, log_density, torch.zeros(1, dtype=torch.float64), log_dv)
+    assert float(gp.moment_matched_kl()[0]) == pytest.approx(math.log(math.pi / 6) + 1, abs=1e-4)
+
+
+def test_moment_matched_kl_is_positive_for_an_mlp_posterior():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=32, init_std=1.0))
+    with torch.no_grad():
+        x = model.decoder(torch.randn(3, 2)).sample()
+    kl = I.grid_posterior(model, x, points=100, limit=5.0).moment_matched_kl()
+    assert (kl > 0).all()

@@ -126,3 +126,19 @@ def test_hmc_log_px_chunks_and_repeats_under_a_seed():
     assert a.shape == (6,) and torch.equal(a, b)
     with pytest.raises(ValueError, match="n_samples"):
         hmc_marginal(model, x, 1)
+
+
+def test_step_jitter_cuts_the_error_at_least_threefold():
+    # A fixed step and 10 leapfrog steps can come close to a period of the posterior's
+    # oscillation; jittering the step by ±50% breaks that resonance. 64 chains (16 datapoints,
+    # four times each), 100 kept samples after 50 warm-up: the mean |error| measured about
+    # five to six times smaller with the jitter (seeds 0-3); the test asks for threefold.
+    model, x, exact = _model_and_data(n=16)
+    x, exact = x.repeat(4, 1), exact.repeat(4)
+    err = {}
+    for jitter in (0.0, 0.5):
+        gen = torch.Generator().manual_seed(0)
+        res = hmc_marginal(model, x, 100, warmup=50, jitter=jitter, generator=gen)
+        err[jitter] = float((res.log_px - exact).abs().mean())
+    assert err[0.0] > 3 * err[0.5]
+    assert err[0.5] < 0.1

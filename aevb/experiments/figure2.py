@@ -217,10 +217,20 @@ COLORS = {"aevb": "tab:red", "wake-sleep": "tab:green"}
 LABELS = {"aevb": "AEVB", "wake-sleep": "wake-sleep"}
 
 
-def plot(results: dict):
+BASELINE_LABEL = "mean-image model (ignores z)"
+
+
+def plot(results: dict, baselines: dict[str, float] | None = None):
     """The figure: one panel per (data set, N_z), bound (nats) against samples on a log axis,
-    AEVB and wake-sleep, train (solid) and test (dashed) — the layout of the paper's Figure 2."""
+    AEVB and wake-sleep, train (solid) and test (dashed) — the layout of the paper's Figure 2.
+
+    ``baselines`` maps a data set (``"mnist"``, ``"continuous"``) to a value in nats per
+    datapoint, drawn as a grey dash-dotted horizontal line in each of its panels (chapter 6
+    draws the mean-image model's log-likelihood on MNIST, a model that ignores z).
+    """
     import matplotlib.pyplot as plt
+
+    baselines = baselines or {}
 
     cont_name = (
         "Frey Face" if results["data"]["continuous_name"] == "frey-face" else "Fashion-MNIST"
@@ -247,6 +257,10 @@ def plot(results: dict):
                     if n >= h["samples"][-1] / 100 and math.isfinite(v)
                 ]
                 values += late
+        if which in baselines:
+            level = float(baselines[which])
+            ax.axhline(level, color="0.4", lw=1.0, ls="-.", label=BASELINE_LABEL)
+            values.append(level)
         ax.set_xscale("log")
         if values:
             lo, hi = min(values), max(values)
