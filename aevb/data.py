@@ -410,8 +410,9 @@ def load(
             raise :class:`DataError`.
         limit: keep only the first ``limit`` examples of the split (for quick runs); a limit
             above the split's size keeps all of them.
-        verbose: print the line that says which source was used (else it is logged at INFO
-            level on the ``aevb.data`` logger).
+        verbose: print the line that says which source was used, the first time this process
+            loads that split from that source (always logged at INFO level on the ``aevb.data``
+            logger).
 
     Returns:
         The :class:`DataSet`; its ``source`` says where the data came from.
@@ -448,11 +449,18 @@ def load(
     line = f"aevb.data: {key} [{split}] {len(data):,} images: {raw.source}"
     if raw.note:
         line += f" — {raw.note}"
-    if verbose:
+    said = (key, split, len(data), raw.source)
+    if verbose and said not in _SAID:  # printed once per process; the same load again: logged
+        _SAID.add(said)
         print(line)
     else:
         logger.info(line)
     return data
+
+
+# The loads whose line has been printed in this process (a chapter that loads the same split
+# for a dozen models prints it once; each load is still logged at INFO level).
+_SAID: set[tuple[str, str, int, str]] = set()
 
 
 def _check_name(name: str) -> str:

@@ -55,8 +55,10 @@ def net(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeNetwork:
     monkeypatch.setattr(data, "_download", fake)
     monkeypatch.setenv("AEVB_DATA", str(tmp_path / "default-cache"))
     data._UNREACHABLE.clear()
+    data._SAID.clear()
     yield fake
     data._UNREACHABLE.clear()
+    data._SAID.clear()
 
 
 def idx_bytes(arr: np.ndarray, code: int) -> bytes:
@@ -226,7 +228,9 @@ def test_loads_return_fresh_tensors(tmp_path: Path) -> None:
     assert float(b.images.sum()) == total and int(b.labels.max()) == 9
 
 
-def test_mnist_offline_falls_back_to_bundle(net: FakeNetwork, capsys, tmp_path: Path) -> None:
+def test_mnist_offline_falls_back_to_bundle(
+    net: FakeNetwork, capsys, caplog, tmp_path: Path
+) -> None:
     ds = data.load("mnist", "train", root=tmp_path)
     assert ds.source == BUNDLE_SOURCE and len(ds) == 9000
     assert net.calls == [m + "train-images-idx3-ubyte.gz" for m in data._MNIST_MIRRORS]
@@ -241,6 +245,10 @@ def test_mnist_offline_falls_back_to_bundle(net: FakeNetwork, capsys, tmp_path: 
         "full MNIST not used: could not download train-images-idx3-ubyte.gz: "
         "offline (no mirror reachable)"
     ), line
+    # the same split from the same source again: logged, not printed a second time
+    with caplog.at_level(logging.INFO, logger="aevb.data"):
+        data.load("mnist", "test", root=tmp_path)
+    assert capsys.readouterr().out == "" and "mnist [test] 1,000 images" in caplog.text
 
 
 def test_mnist_download_failing_checksum_is_discarded(net: FakeNetwork, caplog, tmp_path: Path):
