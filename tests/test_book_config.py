@@ -191,6 +191,9 @@ def test_equation_numbers_never_collide_with_the_papers():
         text = _markdown(page)
         if re.search(r"\$\$\s*\([\w-]+\)", text) or "{eq}`" in text or "{math}" in text:
             problems.append(f"{page.name}: a labelled equation (numbered by Sphinx)")
+        numbered = r"\\begin\{(equation|align|gather|multline|flalign|alignat)\}"
+        if re.search(numbered, text):  # MyST's amsmath: Sphinx numbers the unstarred ones
+            problems.append(f"{page.name}: a numbered amsmath environment (use the starred one)")
         chapter = re.match(r"(\d\d)_", page.name)
         tags = re.findall(r"\\tag\{([^}]*)\}", text)
         for tag in tags:

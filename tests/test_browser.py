@@ -49,6 +49,7 @@ class PageReport:
     external_refs: list[str] = field(default_factory=list)
     explorers: list[dict] = field(default_factory=list)
     clipped_output: list[str] = field(default_factory=list)
+    clipped_math: list[str] = field(default_factory=list)
     title: str = ""
     screenshot: Path | None = None
 
@@ -140,6 +141,19 @@ _INSPECT = """async () => {
     clipped_output: Array.from(document.querySelectorAll("div.cell_output pre"))
       .filter(e => e.scrollWidth > e.clientWidth + 1)
       .map(e => e.textContent.slice(0, 80)),
+    // Display equations cut off: their start left of the box, or their end beyond it with
+    // nothing to scroll (MathJax's tagged equations, centred in a box that hides overflow).
+    clipped_math: Array.from(document.querySelectorAll('mjx-container[display="true"]'))
+      .filter(c => {
+        const m = c.querySelector("mjx-math");
+        if (!m) return false;
+        const box = c.parentElement.getBoundingClientRect(), r = m.getBoundingClientRect();
+        const scrolls = e => e.scrollWidth > e.clientWidth + 1 &&
+          ["auto", "scroll"].includes(getComputedStyle(e).overflowX);
+        return r.left < box.left - 1 ||
+          (r.right > box.right + 1 && !scrolls(c) && !scrolls(c.parentElement));
+      })
+      .map(c => (c.getAttribute("aria-label") || c.textContent).slice(0, 80)),
     widget_views: document.querySelectorAll(
       'script[type="application/vnd.jupyter.widget-view+json"], .jupyter-widgets').length,
     external_refs: Array.from(document.querySelectorAll(LOADED))
@@ -229,6 +243,7 @@ def reports(context, book_url: str, book_dir: Path) -> dict[str, PageReport]:
             report.widget_views = data["widget_views"]
             report.external_refs = data["external_refs"]
             report.clipped_output = data["clipped_output"]
+            report.clipped_math = data["clipped_math"]
             shot = _screenshot_path(book_dir, name)
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=True)
@@ -276,6 +291,12 @@ def test_printed_output_wraps_at_the_page_width(reports):
     """book/_static/css/aevb.css: a long printed line wraps instead of hiding its end."""
     clipped = _problems(reports, "clipped_output")
     assert not clipped, f"printed output cut off behind a horizontal scroll bar: {clipped}"
+
+
+def test_no_display_equation_is_cut_off(reports):
+    """book/_static/css/aevb.css: a wide equation scrolls; its start and end stay reachable."""
+    clipped = _problems(reports, "clipped_math")
+    assert not clipped, f"display equations cut off at the page's edge: {clipped}"
 
 
 def test_math_is_typeset_by_the_local_mathjax(reports, book_dir: Path):
