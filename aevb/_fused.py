@@ -1,7 +1,8 @@
 """Estimator B (eq. 7) and its gradient computed by hand, for the paper's own VAE.
 
-:func:`aevb.train.fit` spends a training step of the paper's models (Appendix C) in six
-matrix multiplies (forward, and two per layer backward) and a few element-wise passes. The
+:func:`aevb.train.fit` spends a training step of the paper's models (Appendix C) in eleven
+matrix multiplies (one per layer forward; two per layer backward, less the gradient of the
+input, which the data do not need) and a few element-wise passes. The
 general path builds ``torch.distributions`` objects and an autograd graph for every minibatch;
 for the standard model (Gaussian MLP encoder, Bernoulli or Gaussian MLP decoder, estimator B)
 this module computes the same minibatch bound and its exact gradient with plain tensor
