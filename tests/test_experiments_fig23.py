@@ -151,3 +151,10 @@ def test_figure3_runs_end_to_end_and_writes_its_figure_and_data(monkeypatch, tmp
     assert json.loads((out / "figure3.json").read_text())["checkpoints"] == [100, 300]
     assert (out / "figure3.csv").read_text().startswith("n_train,algorithm,samples,hmc_train")
     assert (out / "figure3.png").stat().st_size > 10_000
+    # the Appendix D estimates per evaluated digit, one list per checkpoint, averaging to the means
+    for c in res["curves"]:
+        for split in ("train", "test"):
+            per_digit, means = c[f"hmc_{split}_per_digit"], c[f"hmc_{split}"]
+            assert [len(v) for v in per_digit] == [6] * len(c["samples"])
+            for v, m in zip(per_digit, means, strict=True):
+                assert sum(v) / len(v) == pytest.approx(m, abs=1e-4)
