@@ -1,39 +1,134 @@
-"""Input checks shared by the package: each error names the fix."""
+"""Input checks shared by the package: each error names the fix.
+
+Two kinds: :func:`check_data` and :func:`check_model_data` make one pass over the values (one
+``torch.aminmax``) to refuse NaN and infinities; :func:`check_features` and
+:func:`check_latent` look at the type and shape only (no pass over the data), cheap enough for
+every forward pass of a network.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 
 
-def check_data(x: torch.Tensor, dim: int, *, name: str = "x", unit_interval: bool = False) -> None:
-    """Raise a clear error unless ``x`` is a finite float tensor of shape (batch, dim)."""
-    if not isinstance(x, torch.Tensor):
+def _check_float_tensor(t: object, name: str, cast: str) -> torch.Tensor:
+    """``t`` itself if it is a floating-point tensor; else a TypeError naming the cast."""
+    if not isinstance(t, torch.Tensor):
         raise TypeError(
-            f"{name} must be a torch.Tensor, got {type(x).__name__}; use torch.as_tensor"
+            f"{name} must be a torch.Tensor, got {type(t).__name__}; use torch.as_tensor"
         )
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} has dtype {x.dtype}; pass floating point values, e.g. {name}.float() / 255"
-        )
-    if x.dim() != 2 or x.shape[-1] != dim:
+    if not t.is_floating_point():
+        raise TypeError(f"{name} has dtype {t.dtype}; pass floating point values, e.g. {cast}")
+    return t
+
+
+def check_finite(
+    t: torch.Tensor, name: str, fix: str = "clean the data first"
+) -> tuple[float, float]:
+    """Raise unless every value of the tensor ``t`` is finite; return its (min, max).
+
+    One pass over the data: a NaN makes both extremes NaN, an infinity one of them infinite.
+    An empty tensor passes, with extremes (inf, -inf).
+    """
+    if t.numel() == 0:
+        return math.inf, -math.inf
+    low, high = torch.aminmax(t.detach() if t.requires_grad else t)
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        bad = int((~torch.isfinite(t)).sum())
+        raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); {fix}")
+    return low, high
+
+
+def check_data(
+    x: torch.Tensor, dim: int | None, *, name: str = "x", unit_interval: bool = False
+) -> None:
+    """Raise a clear error unless ``x`` is a finite float tensor of shape (batch, dim).
+
+    ``dim=None`` accepts any number of columns.
+    """
+    _check_float_tensor(x, name, f"{name}.float() / 255")
+    if x.dim() != 2 or (dim is not None and x.shape[-1] != dim):
+        expected = f"(batch, {dim})" if dim is not None else "(batch, features)"
         raise ValueError(
-            f"{name} has shape {tuple(x.shape)}; expected (batch, {dim}). "
+            f"{name} has shape {tuple(x.shape)}; expected {expected}. "
             f"Flatten images first: {name}.reshape(len({name}), -1)"
         )
-    if x.numel() == 0:
-        return
-    # One pass over the data: a NaN makes both extremes NaN, an infinity one of them infinite.
-    low, high = (float(v) for v in torch.aminmax(x.detach()))
-    if not (math.isfinite(low) and math.isfinite(high)):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"{name} holds {bad} non-finite values (NaN or inf); clean the data first")
-    if unit_interval and (low < 0 or high > 1):
+    low, high = check_finite(x, name)
+    if unit_interval and x.numel() and (low < 0 or high > 1):
         raise ValueError(
             f"{name} has values in [{low:.3g}, {high:.3g}], but a Bernoulli "
             "decoder needs pixel intensities in [0, 1]: divide by 255, or use a Gaussian decoder"
         )
+
+
+def data_dim(model: object) -> int | None:
+    """The data dimension of a model: its ``x_dim``, else its encoder's or decoder's, else None."""
+    for part in (model, getattr(model, "encoder", None), getattr(model, "decoder", None)):
+        dim = getattr(part, "x_dim", None)
+        if isinstance(dim, int):
+            return dim
+    return None
+
+
+def check_model_data(model: object, x: torch.Tensor, *, name: str = "x") -> None:
+    """Raise a clear error unless ``x`` is a non-empty batch of data for ``model``.
+
+    Uses the model's own ``check_input`` when it has one (a :class:`aevb.models.VAE` also asks
+    for [0, 1] under a Bernoulli decoder; ``name`` is passed on if it takes one); otherwise
+    checks a finite float (batch, x_dim) tensor, with x_dim from :func:`data_dim` (any width
+    if the model names none). One pass over the data.
+    """
+    check = getattr(model, "check_input", None)
+    if callable(check):
+        if name != "x" and "name" in inspect.signature(check).parameters:
+            check(x, name=name)
+        else:
+            check(x)
+    else:
+        check_data(x, data_dim(model), name=name)
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}: no datapoints; pass at least one row")
+
+
+def check_features(x: torch.Tensor, dim: int, *, name: str = "x") -> None:
+    """Shape and type only (no pass over the data): a float tensor of shape (..., dim)."""
+    _check_float_tensor(x, name, f"{name}.float() / 255")
+    if x.dim() == 0 or x.shape[-1] != dim:
+        raise ValueError(
+            f"{name} has shape {tuple(x.shape)}; expected (batch, {dim}). "
+            f"Flatten images first: {name}.reshape(len({name}), -1)"
+        )
+
+
+def check_latent(z: torch.Tensor, dim: int, *, name: str = "z") -> None:
+    """Shape and type only (no pass over the data): a float tensor of shape (..., dim)."""
+    _check_float_tensor(z, name, f"{name}.float()")
+    if z.dim() == 0 or z.shape[-1] != dim:
+        raise ValueError(
+            f"{name} has shape {tuple(z.shape)}; expected (..., {dim}): the last dimension "
+            f"holds the model's N_z = {dim} latent coordinates"
+        )
+
+
+def check_gaussian_params(
+    mu: torch.Tensor, log_var: torch.Tensor, names: tuple[str, str] = ("mu", "log_var")
+) -> None:
+    """Raise unless ``mu`` and ``log_var`` are finite float tensors of one shape (n, z_dim)."""
+    m, v = names
+    _check_float_tensor(mu, m, f"{m}.float()")
+    _check_float_tensor(log_var, v, f"{v}.float()")
+    if mu.shape != log_var.shape or mu.dim() != 2:
+        raise ValueError(
+            f"{m} {tuple(mu.shape)} and {v} {tuple(log_var.shape)} must both be (n, z_dim): "
+            "one row per datapoint"
+        )
+    fix = "start from finite values (e.g. zeros: the prior) or the encoder's output"
+    check_finite(mu, m, fix)
+    check_finite(log_var, v, fix)
 
 
 def check_positive_int(value: int, name: str) -> int:

@@ -47,10 +47,28 @@ FIGURE2_Z: dict[str, tuple[int, ...]] = {"mnist": (3, 5, 10, 20, 200), "frey-fac
 
 def check_batchable(models: Sequence[VAE], config: TrainConfig) -> None:
     """Raise a clear error unless ``models`` can be trained together by :func:`fit_batched`."""
-    if not models:
-        raise ValueError("fit_batched needs at least one model")
+    _check_model_list(models, "fit_batched")
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"config must be an aevb.train.TrainConfig, got {type(config).__name__}; "
+            "e.g. TrainConfig(samples=10_000)"
+        )
     if config.estimator != "B":
         raise ValueError("fit_batched implements estimator B (eq. 7); use fit() for estimator A")
+    _check_stackable(models)
+
+
+def _check_model_list(models: Sequence[VAE], who: str) -> None:
+    if isinstance(models, nn.Module) or not isinstance(models, (list, tuple)):
+        raise TypeError(
+            f"{who} takes a list of models, got {type(models).__name__}; for one model pass [model]"
+        )
+    if not models:
+        raise ValueError(f"{who} needs at least one model")
+
+
+def _check_stackable(models: Sequence[VAE]) -> None:
+    """The package's own VAEs, all of one architecture up to N_z (or a clear error)."""
     first = models[0]
     for m in models:
         if not _fused.supports(m, "B"):
@@ -84,6 +102,8 @@ class StackedVAE(nn.Module):
 
     def __init__(self, models: Sequence[VAE]) -> None:
         super().__init__()
+        _check_model_list(models, "StackedVAE")
+        _check_stackable(models)
         self.z_dims = [m.spec.z_dim for m in models]
         K, Z = len(models), max(self.z_dims)
         first = models[0]
@@ -301,6 +321,8 @@ def fit_batched(
         m.to(dev)
     data = training_data(models[0], train_x, test_x, config, dev)
     N = data.x.shape[0]
+    if N == 0:
+        raise ValueError("train_x holds no datapoints; pass at least one row to train on")
     stack = StackedVAE(models).to(dev)
     params = list(stack.parameters())
     every = check_every or (1 if dev.type == "cpu" else 50)
@@ -385,6 +407,10 @@ def figure2_models(dataset: str = "mnist", z_dims: Sequence[int] | None = None) 
 
     if dataset not in FIGURE2_Z:
         raise ValueError(f"dataset={dataset!r}; use one of {', '.join(FIGURE2_Z)}")
+    if z_dims is not None and not isinstance(z_dims, (list, tuple, range)):
+        raise TypeError(
+            f"z_dims must be a sequence of latent sizes, e.g. (3, 5), got {type(z_dims).__name__}"
+        )
     z_dims = FIGURE2_Z[dataset] if z_dims is None else tuple(z_dims)
     if dataset == "mnist":
         return [build_model(ModelSpec(784, z, 500, "bernoulli")) for z in z_dims]

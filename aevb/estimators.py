@@ -24,14 +24,23 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.distributions import Distribution
 
-from ._checks import check_positive_int
+from ._checks import check_model_data, check_positive_int
 
 Function = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check_distribution(q: object) -> None:
+    if not isinstance(q, Distribution):
+        raise TypeError(
+            f"q must be a torch.distributions.Distribution, got {type(q).__name__}; "
+            "pass e.g. model.encoder(x)"
+        )
 
 
 def pathwise_surrogate(f: Function, q: Distribution, L: int = 1) -> torch.Tensor:
     """The reparameterized (pathwise) surrogate (1/L) Σ_l f(g_φ(ε_l)), eq. 4 and Section 2.4."""
     check_positive_int(L, "L")
+    _check_distribution(q)
     if not q.has_rsample:
         raise TypeError(
             f"{type(q).__name__} has no reparameterized sampler (rsample); use "
@@ -50,6 +59,7 @@ def score_function_surrogate(
     E_q[∇_φ log q_φ(z)] = 0.
     """
     check_positive_int(L, "L")
+    _check_distribution(q)
     z = q.sample((L,))
     fz = f(z)
     weight = (fz - baseline).detach()
@@ -82,8 +92,22 @@ def gradient_samples(
 
 
 def elbo_integrand(model, x: torch.Tensor, q: Distribution) -> Function:
-    """f(z) = log p_θ(x, z) − log q_φ(z|x), the integrand of eq. 2, for a fixed batch x."""
+    """f(z) = log p_θ(x, z) − log q_φ(z|x), the integrand of eq. 2, for a fixed batch x.
 
+    ``x`` (batch, x_dim) is checked as by :func:`aevb.bound.elbo`, and ``q`` must hold one
+    distribution per row of ``x``.
+    """
+    check_model_data(model, x)
+    _check_distribution(q)
+    if tuple(q.batch_shape[-1:]) != tuple(x.shape[:1]):
+        raise ValueError(
+            f"q has batch shape {tuple(q.batch_shape)} but x has {x.shape[0]} rows; "
+            "pass q = model.encoder(x) for the same x"
+        )
+    return _elbo_integrand(model, x, q)
+
+
+def _elbo_integrand(model, x: torch.Tensor, q: Distribution) -> Function:
     def f(z: torch.Tensor) -> torch.Tensor:
         return model.prior().log_prob(z) + model.decoder(z).log_prob(x) - q.log_prob(z)
 
@@ -91,12 +115,22 @@ def elbo_integrand(model, x: torch.Tensor, q: Distribution) -> Function:
 
 
 def naive_elbo_surrogate(model, x: torch.Tensor, L: int = 1, baseline=0.0) -> torch.Tensor:
-    """The naive estimator of ∇_{θ,φ} Σ_i L(θ, φ; x⁽ⁱ⁾) (Section 2.2), as a surrogate."""
+    """The naive estimator of ∇_{θ,φ} Σ_i L(θ, φ; x⁽ⁱ⁾) (Section 2.2), as a surrogate.
+
+    ``x`` (batch, x_dim) is checked as by :func:`aevb.bound.elbo`.
+    """
+    check_positive_int(L, "L")
+    check_model_data(model, x)
     q = model.encoder(x)
-    return score_function_surrogate(elbo_integrand(model, x, q), q, L, baseline)
+    return score_function_surrogate(_elbo_integrand(model, x, q), q, L, baseline)
 
 
 def reparameterized_elbo_surrogate(model, x: torch.Tensor, L: int = 1) -> torch.Tensor:
-    """The SGVB (estimator A) gradient of Σ_i L(θ, φ; x⁽ⁱ⁾) as a surrogate (Section 2.3)."""
+    """The SGVB (estimator A) gradient of Σ_i L(θ, φ; x⁽ⁱ⁾) as a surrogate (Section 2.3).
+
+    ``x`` (batch, x_dim) is checked as by :func:`aevb.bound.elbo`.
+    """
+    check_positive_int(L, "L")
+    check_model_data(model, x)
     q = model.encoder(x)
-    return pathwise_surrogate(elbo_integrand(model, x, q), q, L)
+    return pathwise_surrogate(_elbo_integrand(model, x, q), q, L)

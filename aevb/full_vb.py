@@ -38,7 +38,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from . import data as _data
-from ._checks import check_positive_int
+from ._checks import check_data, check_model_data, check_positive_int
 from ._random import keeps_global_rng
 from .bound import dataset_bound
 from .cache import cache_root
@@ -203,6 +203,10 @@ class _FixedThetaVAE:
     def prior(self):
         return self._model.prior()
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """As :meth:`FullVBVAE.check_input`."""
+        self._model.check_input(x)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means for n draws z ~ p(z)."""
@@ -228,6 +232,11 @@ class FullVBVAE(nn.Module):
         zeros = self._zero.expand(self.z_dim)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is finite (batch, x_dim) data in [0, 1] (the
+        decoder is Bernoulli), as :meth:`aevb.models.VAE.check_input`."""
+        check_data(x, self.x_dim, unit_interval=True)
+
     def at(self, theta: Theta) -> _FixedThetaVAE:
         """The ordinary VAE with decoder weights fixed at θ (a view; shares parameters)."""
         return _FixedThetaVAE(self, theta)
@@ -251,12 +260,38 @@ def full_vb_bound(
 
     ``estimator="A"``: eqs. 21-22, every term by Monte Carlo; ``"B"``: eq. 24, the KL terms
     of z and θ analytic. L draws of (ζ, ε), each a fresh θ for the whole minibatch.
-    Differentiable in all variational parameters (encoder φ, μ_θ, log σ_θ).
+    Differentiable in all variational parameters (encoder φ, μ_θ, log σ_θ). ``x`` (M, x_dim)
+    is checked (finite, in [0, 1], M >= 1; :meth:`FullVBVAE.check_input`).
     """
     check_positive_int(N, "N")
     check_positive_int(L, "L")
+    _check_estimator(estimator)
+    _check_prior_std(prior_std)
+    check_model_data(model, x)
+    return _full_vb_bound(model, x, N, estimator, L, prior_std, generator)
+
+
+def _check_estimator(estimator: str) -> None:
     if estimator not in ("A", "B"):
         raise ValueError(f"estimator={estimator!r}; use 'A' (eq. 22) or 'B' (eq. 24)")
+
+
+def _check_prior_std(prior_std: float) -> None:
+    ok = isinstance(prior_std, (int, float)) and not isinstance(prior_std, bool)
+    if not ok or not math.isfinite(prior_std) or prior_std <= 0:
+        raise ValueError(f"prior_std={prior_std!r}; use a positive standard deviation, e.g. 1.0")
+
+
+def _full_vb_bound(
+    model: FullVBVAE,
+    x: torch.Tensor,
+    N: int,
+    estimator: str,
+    L: int,
+    prior_std: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """:func:`full_vb_bound` without the checks (for the training loop)."""
     M = x.shape[0]
     q = model.encoder(x)
     mu_z, log_var_z = model.encoder.params(x)
@@ -282,8 +317,11 @@ def expected_bound(
     model: FullVBVAE, x: torch.Tensor, n_theta: int, *, seed: int = 0, batch_size: int = 1000
 ) -> float:
     """E_{q(θ)}[L(θ, φ; x)] averaged over the datapoints x (nats per datapoint): the average
-    per-datapoint bound under ``n_theta`` weight draws (each with fixed ε noise)."""
+    per-datapoint bound under ``n_theta`` weight draws (each with fixed ε noise). ``x`` is
+    checked once (:meth:`FullVBVAE.check_input`)."""
     check_positive_int(n_theta, "n_theta")
+    check_positive_int(batch_size, "batch_size")
+    check_model_data(model, x)
     gen = torch.Generator().manual_seed(seed)
     vals = []
     for s in range(n_theta):
@@ -341,9 +379,27 @@ def fit_full_vb(
     The history records the bound per datapoint at about ``n_evals`` log-spaced points,
     evaluated with θ ~ q(θ) on ``eval_points`` fixed training datapoints. Deterministic on CPU
     for a given ``seed``.
+
+    Everything is checked once, before training: ``model`` is a :class:`FullVBVAE`,
+    ``train_x`` finite (N, x_dim) data in [0, 1] with N >= 1, ``binarize`` one of "dynamic",
+    "static" or None, ``estimator`` "A" or "B".
     """
+    if not isinstance(model, FullVBVAE):
+        raise TypeError(
+            f"fit_full_vb trains a FullVBVAE, got {type(model).__name__}; build one with "
+            "FullVBVAE(x_dim, z_dim, hidden)"
+        )
     check_positive_int(samples, "samples")
     check_positive_int(batch_size, "batch_size")
+    check_positive_int(eval_points, "eval_points")
+    check_positive_int(n_evals, "n_evals")
+    _check_estimator(estimator)
+    _check_prior_std(prior_std)
+    if binarize not in ("dynamic", "static", None):
+        raise ValueError(f"binarize={binarize!r}; use 'dynamic', 'static' or None")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr={lr!r}; use a positive step size such as 3e-3")
+    check_model_data(model, train_x)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     N = train_x.shape[0]
@@ -369,12 +425,7 @@ def fit_full_vb(
             for start in range(0, N - batch_size + 1, batch_size):
                 t0 = time.perf_counter()
                 batch = epoch_x[perm[start : start + batch_size]]
-                loss = (
-                    -full_vb_bound(
-                        model, batch, N, estimator=estimator, prior_std=prior_std, generator=gen
-                    )
-                    / N
-                )
+                loss = -_full_vb_bound(model, batch, N, estimator, 1, prior_std, gen) / N
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the full-VB bound became {float(-loss)} at step {step}; lower lr"
@@ -424,12 +475,24 @@ def trained_full_vb(
     The model is stored under ``$AEVB_CACHE/models/fullvb-<key>.pt``, the key hashing the
     configuration and the data; a later call with the same arguments loads it at once. A cached
     file that cannot be read is moved aside (``.corrupt``) and the model is trained again.
+    The data are checked first (finite (N, D) values in [0, 1], N >= 1), before any cache look-up.
     """
+    _check_estimator(estimator)
     if isinstance(train, torch.Tensor):
         x = train
+    elif isinstance(getattr(train, "images", None), torch.Tensor):
+        x = train.images
+    else:
+        raise TypeError(
+            f"train must be an aevb.data.DataSet or an (N, D) tensor, got {type(train).__name__}"
+        )
+    check_data(x, None, name="train" if x is train else "train.images", unit_interval=True)
+    if len(x) == 0:
+        raise ValueError("train holds no images; pass at least one to train on")
+    if isinstance(train, torch.Tensor):
         fp = hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
     else:
-        x, fp = train.images, train.fingerprint()
+        fp = train.fingerprint()
     config = {
         "z_dim": z_dim,
         "hidden": hidden,

@@ -10,11 +10,22 @@ Its encoder is linear too, so q_φ(z|x) can equal p_θ(z|x) exactly.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from ._checks import check_positive_int
+from ._checks import check_data, check_model_data, check_positive_int
+
+
+def _check_sigma(sigma: float) -> float:
+    ok = isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
+    if not ok or not math.isfinite(sigma) or sigma <= 0:
+        raise ValueError(
+            f"sigma={sigma!r}; use a positive noise standard deviation of p(x|z), e.g. 0.5"
+        )
+    return float(sigma)
 
 
 class LinearGaussianDecoder(nn.Module):
@@ -24,6 +35,7 @@ class LinearGaussianDecoder(nn.Module):
         super().__init__()
         check_positive_int(z_dim, "z_dim")
         check_positive_int(x_dim, "x_dim")
+        _check_sigma(sigma)
         self.W = nn.Parameter(torch.randn(x_dim, z_dim) / z_dim**0.5)
         self.b = nn.Parameter(torch.zeros(x_dim))
         self.log_sigma = nn.Parameter(torch.tensor(float(sigma)).log())
@@ -39,6 +51,8 @@ class LinearGaussianEncoder(nn.Module):
 
     def __init__(self, x_dim: int, z_dim: int) -> None:
         super().__init__()
+        check_positive_int(x_dim, "x_dim")
+        check_positive_int(z_dim, "z_dim")
         self.A = nn.Parameter(torch.zeros(z_dim, x_dim))
         self.c = nn.Parameter(torch.zeros(z_dim))
         self.log_var = nn.Parameter(torch.zeros(z_dim))
@@ -63,6 +77,10 @@ class LinearGaussianModel(nn.Module):
         zeros = torch.zeros(self.z_dim, device=self.decoder.W.device)
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error unless ``x`` is a finite float batch (batch, x_dim)."""
+        check_data(x, self.x_dim)
+
     def marginal(self) -> MultivariateNormal:
         """p_θ(x) = N(b, WWᵀ + σ² I), exactly."""
         W, var = self.decoder.W, self.decoder.log_sigma.exp() ** 2
@@ -70,11 +88,14 @@ class LinearGaussianModel(nn.Module):
         return MultivariateNormal(self.decoder.b, covariance_matrix=cov)
 
     def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
-        """log p_θ(x) per datapoint, exactly (nats)."""
+        """log p_θ(x) per datapoint, exactly (nats). ``x`` is checked (:meth:`check_input`)."""
+        check_model_data(self, x)
         return self.marginal().log_prob(x)
 
     def posterior(self, x: torch.Tensor) -> MultivariateNormal:
-        """The true posterior p_θ(z|x), a full-covariance Gaussian per datapoint."""
+        """The true posterior p_θ(z|x), a full-covariance Gaussian per datapoint. ``x`` is
+        checked (:meth:`check_input`)."""
+        check_model_data(self, x)
         W, var = self.decoder.W, self.decoder.log_sigma.exp() ** 2
         precision = torch.eye(self.z_dim, device=W.device) + W.T @ W / var
         cov = torch.linalg.inv(precision)
@@ -96,6 +117,7 @@ class LinearGaussianModel(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws x ~ p_θ(x)."""
+        check_positive_int(n, "n")
         z = torch.randn(n, self.z_dim, generator=generator)
         with torch.no_grad():
             loc = z @ self.decoder.W.T + self.decoder.b

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch.distributions import Normal
 
-from ._checks import check_positive_int
+from ._checks import check_finite, check_positive_int
 
 __all__ = [
     "decode_grid",
@@ -93,8 +93,18 @@ def tile_images(
 
     ``ncol`` defaults to the smallest square layout. Images are separated by ``pad`` pixels of
     ``pad_value`` (also around the border); missing cells of the last row are ``pad_value``.
-    Returns a 2-D float tensor of shape ``(rows*(H+pad)+pad, ncol*(W+pad)+pad)``.
+    Returns a 2-D float tensor of shape ``(rows*(H+pad)+pad, ncol*(W+pad)+pad)``. ``images``
+    must be finite grey levels (floats; :func:`plot_tiles` shows [0, 1]).
     """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"images must be a torch.Tensor, got {type(images).__name__}; use torch.as_tensor"
+        )
+    if not images.is_floating_point():
+        raise TypeError(
+            f"images has dtype {images.dtype}; pass grey levels in [0, 1], "
+            "e.g. images.float() / 255"
+        )
     if images.dim() != 2:
         raise ValueError(f"images has shape {tuple(images.shape)}; expected (N, H*W)")
     h, w = (int(s) for s in image_shape)
@@ -106,6 +116,7 @@ def tile_images(
     n = int(images.shape[0])
     if n < 1:
         raise ValueError("no images to tile")
+    check_finite(images, "images", "check the model or data that produced them")
     if pad < 0:
         raise ValueError(f"pad={pad!r}; use 0 or more pixels")
     ncol = ncol or int(torch.ceil(torch.sqrt(torch.tensor(float(n)))).item())
@@ -148,6 +159,11 @@ def plot_tiles(ax, picture: torch.Tensor, title: str, *, cmap: str = "gray", axi
     ``axis_labels=(xlabel, ylabel)`` labels the axes (ticks are hidden: the tiles are images);
     returns the ``AxesImage``.
     """
+    if not isinstance(picture, torch.Tensor) or picture.dim() != 2:
+        shape = (
+            tuple(picture.shape) if isinstance(picture, torch.Tensor) else type(picture).__name__
+        )
+        raise ValueError(f"picture is {shape}; pass a 2-D tensor, e.g. from tile_images")
     img = ax.imshow(picture.numpy(), cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title)
     ax.set_xticks([])

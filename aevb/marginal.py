@@ -13,13 +13,21 @@ import math
 
 import torch
 
-from ._checks import check_positive_int
+from ._checks import check_model_data, check_positive_int
 
 
 @torch.no_grad()
 def log_weights(model, x: torch.Tensor, k: int) -> torch.Tensor:
-    """log p_θ(x, z_s) − log q_φ(z_s|x) for k draws z_s ~ q_φ(z|x): shape (k, batch)."""
+    """log p_θ(x, z_s) − log q_φ(z_s|x) for k draws z_s ~ q_φ(z|x): shape (k, batch).
+
+    ``x`` is a batch (batch, x_dim), checked as by :func:`aevb.bound.elbo`.
+    """
     check_positive_int(k, "k")
+    check_model_data(model, x)
+    return _log_weights(model, x, k)
+
+
+def _log_weights(model, x: torch.Tensor, k: int) -> torch.Tensor:
     q = model.encoder(x)
     z = q.sample((k,))
     return model.prior().log_prob(z) + model.decoder(z).log_prob(x) - q.log_prob(z)
@@ -32,9 +40,13 @@ def importance_log_px(
     """The importance-sampled estimate of log p_θ(x) per datapoint (nats), shape (batch,).
 
     Samples are drawn ``chunk`` at a time and datapoints ``batch_size`` at a time, so memory
-    stays bounded for large k; the chunks are combined exactly by log-sum-exp.
+    stays bounded for large k; the chunks are combined exactly by log-sum-exp. All of ``x``
+    is checked once, as by :func:`aevb.bound.elbo`.
     """
     check_positive_int(k, "k")
+    check_positive_int(chunk, "chunk")
+    check_positive_int(batch_size, "batch_size")
+    check_model_data(model, x)
     out = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start : start + batch_size]
@@ -42,7 +54,7 @@ def importance_log_px(
         remaining = k
         while remaining > 0:
             n = min(chunk, remaining)
-            parts.append(torch.logsumexp(log_weights(model, xb, n), dim=0))
+            parts.append(torch.logsumexp(_log_weights(model, xb, n), dim=0))
             remaining -= n
         out.append(torch.logsumexp(torch.stack(parts), dim=0) - math.log(k))
     return torch.cat(out)

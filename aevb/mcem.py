@@ -39,8 +39,8 @@ from ._random import keeps_global_rng
 from .cache import cached_training
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
-from .hmc import posterior_log_prob
-from .marginal_hmc import adapt_step, hmc_transition
+from .hmc import _check_fraction, _check_step_size, _posterior_log_prob
+from .marginal_hmc import _transition, adapt_step
 from .models import VAE, ModelSpec, build_model
 from .progress import training_progress
 from .train import (
@@ -53,6 +53,7 @@ from .train import (
     make_optimizer,
     training_data,
 )
+from .wake_sleep import _check_model_and_config
 
 __all__ = ["MCEMHistory", "fit_mcem", "trained_mcem"]
 
@@ -105,13 +106,23 @@ def fit_mcem(
     config (``binarize`` and ``seed`` act as there). Chains start at draws from the prior.
     ``config.estimator``, ``L`` and the evaluation settings other than ``n_evals`` are unused.
     Deterministic on CPU for a given seed.
+
+    Everything is checked once, before training: ``train_x`` (N, D) as by
+    :func:`aevb.train.fit` (finite, in [0, 1] for a Bernoulli decoder, N >= 1), and the HMC
+    settings (``target_accept`` and ``jitter`` in [0, 1), ``init_step`` > 0).
     """
+    _check_model_and_config(model, config, "fit_mcem")
     check_positive_int(n_leapfrog, "n_leapfrog")
     check_positive_int(updates_per_sample, "updates_per_sample")
+    _check_fraction(target_accept, "target_accept", closed_low=False, example="0.9")
+    _check_fraction(jitter, "jitter", closed_low=True, example="0.5")
+    _check_step_size(init_step, "init_step")
     dev = resolve_device(device)
     model.to(dev)
     # The data and minibatch sequence of aevb.train.fit (with the indices, for the chains).
     td = training_data(model, train_x, None, config, dev)
+    if td.x.shape[0] == 0:
+        raise ValueError("train_x holds no datapoints; pass at least one row to train on")
     N, M = td.x.shape[0], config.batch_size
     gen = torch.Generator(device="cpu").manual_seed(config.seed)
     bin_gen = binarize_generator(dev, config.seed, gen)
@@ -139,9 +150,9 @@ def fit_mcem(
                 if td.dynamic:
                     batch = binarize_batch(batch, bin_gen)
                 # E-step: one HMC transition on p_θ(z|x) per datapoint, from its last state.
-                log_joint = posterior_log_prob(model, batch)
+                log_joint = _posterior_log_prob(model, batch)
                 steps = step_size.expand(idx.shape[0])
-                z, accept_prob, lp = hmc_transition(
+                z, accept_prob, lp = _transition(
                     log_joint, z_state[idx], steps, n_leapfrog, jitter, generator=chains
                 )
                 z_state[idx] = z

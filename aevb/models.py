@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from ._checks import check_data, check_positive_int
+from ._checks import check_data, check_features, check_latent, check_positive_int
 
 DECODERS: tuple[str, ...] = ("bernoulli", "gaussian")
 
@@ -45,6 +45,7 @@ class GaussianMLPEncoder(nn.Module):
 
     def params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean μ and the log-variance log σ² of q_φ(z|x), each (batch, z_dim)."""
+        check_features(x, self.x_dim)
         mu, log_var = self.out(torch.tanh(self.hidden(x))).chunk(2, dim=-1)
         return mu, log_var
 
@@ -70,6 +71,7 @@ class BernoulliMLPDecoder(nn.Module):
 
     def logits(self, z: torch.Tensor) -> torch.Tensor:
         """The logits log(y/(1−y)) of the pixel probabilities, shape (..., x_dim)."""
+        check_latent(z, self.z_dim)
         return self.out(torch.tanh(self.hidden(z)))
 
     def forward(self, z: torch.Tensor) -> Distribution:
@@ -111,6 +113,7 @@ class GaussianMLPDecoder(nn.Module):
 
     def params(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean μ and log-variance log σ² of p_θ(x|z), each (..., x_dim)."""
+        check_latent(z, self.z_dim)
         mu, log_var = self.out(torch.tanh(self.hidden(z))).chunk(2, dim=-1)
         if self.mean_activation == "sigmoid":
             mu = torch.sigmoid(mu)
@@ -169,9 +172,10 @@ class VAE(nn.Module):
         zeros = self._zero.expand(self.spec.z_dim)
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear error if ``x`` cannot be data for this model."""
-        check_data(x, self.spec.x_dim, unit_interval=self.spec.decoder == "bernoulli")
+    def check_input(self, x: torch.Tensor, name: str = "x") -> None:
+        """Raise a clear error if ``x`` cannot be data for this model: a finite float tensor
+        (batch, x_dim), in [0, 1] under a Bernoulli decoder (``name`` names it in the error)."""
+        check_data(x, self.spec.x_dim, name=name, unit_interval=self.spec.decoder == "bernoulli")
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -181,7 +185,11 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """E[x|z] at z = the posterior mean of q_φ(z|x)."""
+        """E[x|z] at z = the posterior mean of q_φ(z|x).
+
+        ``x`` is checked by :meth:`VAE.check_input` (a clear error for data it cannot be).
+        """
+        self.check_input(x)
         return self.decoder.mean(self.encoder.params(x)[0])
 
 

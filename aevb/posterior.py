@@ -31,7 +31,12 @@ from dataclasses import dataclass, field
 import torch
 from torch.distributions import Independent, Normal
 
-from ._checks import check_positive_int
+from ._checks import (
+    check_finite,
+    check_gaussian_params,
+    check_model_data,
+    check_positive_int,
+)
 from .bound import gaussian_kl
 from .hmc import HMCResult, hmc, posterior_log_prob
 from .intractable import GridPosterior, grid_posterior, log_joint
@@ -55,7 +60,11 @@ __all__ = [
 
 
 def decoder_log_lik(model, x: torch.Tensor) -> LogLik:
-    """z ↦ log p_θ(x|z) for the batch ``x`` (n, x_dim): the likelihood of eq. 3's second term."""
+    """z ↦ log p_θ(x|z) for the batch ``x`` (n, x_dim): the likelihood of eq. 3's second term.
+
+    ``x`` is checked once, here, as by :func:`aevb.bound.elbo`.
+    """
+    check_model_data(model, x)
 
     def log_lik(z: torch.Tensor) -> torch.Tensor:
         return model.decoder(z).log_prob(x)
@@ -93,6 +102,7 @@ class GaussianPosterior:
 
     def sample(self, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """k draws per datapoint, shape (k, n, z_dim)."""
+        check_positive_int(k, "k")
         eps = torch.randn((k, *self.mu.shape), generator=generator, dtype=self.mu.dtype)
         return self.mu + torch.exp(0.5 * self.log_var) * eps.to(self.mu.device)
 
@@ -107,9 +117,21 @@ def gaussian_bound(
     """The bound L = −KL(q||N(0, I)) + E_q[log p(x|z)] per datapoint (eqs. 3 and 7), shape (n,).
 
     The KL is analytic (Appendix B); the expectation uses L reparameterized draws
-    z = μ + σ ⊙ ε (eq. 4), so the result is differentiable in μ and log_var.
+    z = μ + σ ⊙ ε (eq. 4), so the result is differentiable in μ and log_var. ``mu`` and
+    ``log_var`` are finite (n, z_dim) tensors (a clear error otherwise).
     """
     check_positive_int(L, "L")
+    check_gaussian_params(mu, log_var)
+    return _gaussian_bound(log_lik, mu, log_var, L, generator)
+
+
+def _gaussian_bound(
+    log_lik: LogLik,
+    mu: torch.Tensor,
+    log_var: torch.Tensor,
+    L: int,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     eps = torch.randn((L, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
     z = mu + torch.exp(0.5 * log_var) * eps
     return log_lik(z).mean(0) - gaussian_kl(mu, log_var)
@@ -174,12 +196,11 @@ def optimize_gaussian_posterior(
     ``n_trace`` log-spaced steps the bound is evaluated with ``eval_L`` draws of fixed noise
     (so traces compare like with like); evaluation time is not counted in ``trace_seconds``.
     """
-    if mu0.shape != log_var0.shape or mu0.dim() != 2:
-        raise ValueError(
-            f"mu0 {tuple(mu0.shape)} and log_var0 {tuple(log_var0.shape)} must both be (n, z_dim)"
-        )
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
+    check_gaussian_params(mu0, log_var0, ("mu0", "log_var0"))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    check_positive_int(L, "L")
+    check_positive_int(eval_L, "eval_L")
     mu = mu0.detach().clone().requires_grad_(True)
     log_var = log_var0.detach().clone().requires_grad_(True)
     adam = _Adam([mu, log_var], lr=lr, final_lr=final_lr, steps=steps)
@@ -191,7 +212,7 @@ def optimize_gaussian_posterior(
 
     def record(step: int) -> None:
         with torch.no_grad():
-            b = gaussian_bound(
+            b = _gaussian_bound(
                 log_lik, mu, log_var, eval_L, torch.Generator().manual_seed(eval_seed)
             )
         out.trace_steps.append(step)
@@ -204,7 +225,7 @@ def optimize_gaussian_posterior(
         record(0)
     for step in range(1, steps + 1):
         start = time.perf_counter()
-        loss = -gaussian_bound(log_lik, mu, log_var, L, gen).sum()
+        loss = -_gaussian_bound(log_lik, mu, log_var, L, gen).sum()
         adam.step(torch.autograd.grad(loss, [mu, log_var]))
         spent += time.perf_counter() - start
         if step in points:
@@ -221,6 +242,7 @@ def amortized_posterior(model, x: torch.Tensor, repeats: int = 5) -> GaussianPos
     (the first call into a network pays one-off costs that are not inference).
     """
     check_positive_int(repeats, "repeats")
+    check_model_data(model, x)
     mu, log_var = model.encoder.params(x)
     best = math.inf
     for _ in range(repeats):
@@ -273,12 +295,21 @@ def hmc_posterior(
     returned in z.
     """
     check_positive_int(n_samples, "n_samples")
+    check_model_data(model, x)
     warmup = n_samples if warmup is None else warmup
     with torch.no_grad():
         q = model.encoder(x)
         loc, scale = q.mean, q.stddev
     if z0 is None:
         z0 = loc
+    elif not isinstance(z0, torch.Tensor) or z0.shape != loc.shape:
+        shape = tuple(z0.shape) if isinstance(z0, torch.Tensor) else type(z0).__name__
+        raise ValueError(
+            f"z0 is {shape}; expected {tuple(loc.shape)}: one starting point (z_dim,) per row "
+            "of x, or None for the encoder's mean"
+        )
+    else:
+        check_finite(z0, "z0", "start the chains at finite points")
     log_joint = posterior_log_prob(model, x)
     if precondition:
 
@@ -317,6 +348,19 @@ def moment_agreement(
     - ``log_std_ratio``: the mean over dimensions of log(σ_q / s), negative when q is too
       narrow (the usual failure of KL(q||p), which is zero-forcing).
     """
+    check_gaussian_params(mu, log_var)
+    if not isinstance(samples, torch.Tensor) or samples.dim() != 3 or samples.shape[0] < 2:
+        shape = (
+            tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+        )
+        raise ValueError(
+            f"samples is {shape}; expected (s, n, z_dim) with s >= 2 draws (a standard deviation)"
+        )
+    if samples.shape[1:] != mu.shape:
+        raise ValueError(
+            f"samples {tuple(samples.shape)} do not match mu {tuple(mu.shape)}; expected "
+            f"(s, {', '.join(map(str, mu.shape))}): the same datapoints and latent dimension"
+        )
     m, s = samples.mean(0), samples.std(0).clamp_min(1e-6)
     err = ((mu - m) / s).square().mean(-1).sqrt()
     ratio = (0.5 * log_var - s.log()).mean(-1)
@@ -337,9 +381,12 @@ def importance_log_evidence(
 
     The importance-sampling estimator of :mod:`aevb.marginal` with any Gaussian proposal (for
     example a per-datapoint q fitted by :func:`optimize_gaussian_posterior`), k draws taken
-    ``chunk`` at a time and combined exactly by log-sum-exp.
+    ``chunk`` at a time and combined exactly by log-sum-exp. ``mu`` and ``log_var`` are finite
+    (n, z_dim) tensors (a clear error otherwise).
     """
     check_positive_int(k, "k")
+    check_positive_int(chunk, "chunk")
+    check_gaussian_params(mu, log_var)
     q = Independent(Normal(mu, torch.exp(0.5 * log_var)), 1)
     prior = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
     parts, remaining = [], k
@@ -370,8 +417,17 @@ def local_grid_posterior(
     quadrature, the normalised density, and :meth:`GridPosterior.kl_from` for any Gaussian q.
     """
     check_positive_int(points, "points")
+    check_model_data(model, x)
+    z_dim = int(model.prior().event_shape[-1])
+    check_gaussian_params(center, half_width, ("center", "half_width"))
+    if center.shape != (x.shape[0], z_dim):
+        raise ValueError(
+            f"center {tuple(center.shape)} and half_width {tuple(half_width.shape)} must be "
+            f"({x.shape[0]}, {z_dim}): one grid per row of x, in the model's N_z = {z_dim}"
+        )
+    if float(half_width.min()) <= 0:
+        raise ValueError("half_width must be > 0 everywhere; e.g. 8 x the encoder's std")
     out = []
-    z_dim = center.shape[-1]
     for i in range(x.shape[0]):
         axes, log_dv = [], 0.0
         for d in range(z_dim):

@@ -25,6 +25,7 @@ random numbers (:func:`pathwise_gradient`, :func:`finite_difference_gradient`).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from torch.distributions import (
     Normal,
 )
 
-from ._checks import check_positive_int
+from ._checks import check_finite, check_positive_int
 
 FAMILIES: tuple[str, ...] = ("inverse-cdf", "location-scale", "composition")
 
@@ -117,7 +118,39 @@ class Reparameterization:
     def rsample(self, n: int, generator: torch.Generator | None = None, **params) -> torch.Tensor:
         """n draws of z = g_φ(ε), differentiable w.r.t. tensor parameters: shape (n,)."""
         check_positive_int(n, "n")
+        _check_params(self, params)
         return self.transform(self.noise(n, generator, **params), **params)
+
+
+# Parameters that must be > 0 (scales and rates); ``k`` is checked by the compositions.
+_POSITIVE = ("rate", "scale", "sigma")
+
+
+def _check_params(rep: Reparameterization, params: dict) -> None:
+    """Raise a clear error unless ``params`` are exactly ``rep``'s, each finite (scales > 0)."""
+    expected = tuple(inspect.signature(rep.transform).parameters)[1:]  # after eps
+    if set(params) != set(expected):
+        unknown = sorted(set(params) - set(expected))
+        missing = [n for n in expected if n not in params]
+        what = "; ".join(
+            part
+            for part in (
+                f"unknown {', '.join(unknown)}" if unknown else "",
+                f"missing {', '.join(missing)}" if missing else "",
+            )
+            if part
+        )
+        raise ValueError(
+            f"{rep.name} takes the parameters {', '.join(expected)} ({what}); "
+            f"pass e.g. {', '.join(f'{n}=1.0' for n in expected)}"
+        )
+    for name, value in params.items():
+        if name == "k":
+            continue
+        v = torch.as_tensor(value, dtype=torch.float64).detach()
+        check_finite(v, name, "pass a finite value")
+        if name in _POSITIVE and not bool((v > 0).all()):
+            raise ValueError(f"{name}={value!r}; {rep.name} needs {name} > 0")
 
 
 def _uniform_noise(n, generator, **params):
@@ -257,11 +290,30 @@ def ks_test(samples: torch.Tensor, reference: Distribution) -> tuple[float, floa
     (:func:`scipy.stats.kstest`): returns (statistic D_n, p-value)."""
     from scipy import stats
 
+    if not isinstance(samples, torch.Tensor) or samples.dim() != 1 or samples.numel() == 0:
+        shape = (
+            tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+        )
+        raise ValueError(f"samples is {shape}; pass a non-empty 1-D tensor (samples.reshape(-1))")
+    check_finite(samples, "samples", "drop or fix the non-finite draws")
+    if not isinstance(reference, Distribution):
+        raise TypeError(
+            f"reference must be a torch.distributions.Distribution, got "
+            f"{type(reference).__name__}; pass e.g. rep.reference(**params)"
+        )
+
     def cdf(v):
         return reference.cdf(torch.as_tensor(v, dtype=torch.float64)).numpy()
 
     result = stats.kstest(samples.detach().double().numpy(), cdf)
     return float(result.statistic), float(result.pvalue)
+
+
+def _check_eps(eps: torch.Tensor) -> None:
+    if not isinstance(eps, torch.Tensor) or not eps.is_floating_point():
+        what = eps.dtype if isinstance(eps, torch.Tensor) else type(eps).__name__
+        raise TypeError(f"eps is {what}; pass float noise from rep.noise(n, generator, **params)")
+    check_finite(eps, "eps", "draw it from rep.noise(n, generator, **params)")
 
 
 def _tensors(params: Params, wrt: tuple[str, ...]) -> dict[str, torch.Tensor | float]:
@@ -282,6 +334,8 @@ def pathwise_gradient(
 ) -> dict[str, float]:
     """The pathwise (reparameterized) estimate (1/n) Σ ∇_φ f(g_φ(ε_i)) over the given noise
     ``eps``, for every continuous parameter: {name: derivative}."""
+    _check_params(rep, params)
+    _check_eps(eps)
     wrt = tuple(n for n in rep.continuous if n in params)
     if not wrt:
         raise ValueError(f"{rep.name} has no continuous parameter to differentiate")
@@ -301,6 +355,10 @@ def finite_difference_gradient(
     """Central differences [F(φ + h) − F(φ − h)]/(2h) of F(φ) = (1/n) Σ f(g_φ(ε_i)) with the
     *same* noise ``eps`` (common random numbers): equal to :func:`pathwise_gradient` up to
     O(h²), which checks g_φ's derivative independently of autograd."""
+    _check_params(rep, params)
+    _check_eps(eps)
+    if not (math.isfinite(h) and h > 0):
+        raise ValueError(f"h={h!r}; pass a finite step > 0, e.g. 1e-5")
     out = {}
     with torch.no_grad():
         for name in rep.continuous:

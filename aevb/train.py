@@ -36,7 +36,7 @@ import torch
 from . import _fused
 from . import data as _data
 from ._random import keeps_global_rng
-from .bound import ESTIMATORS, dataset_bound, elbo
+from .bound import ESTIMATORS, _elbo, dataset_bound
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
@@ -322,7 +322,8 @@ def fit(
             if fused is not None:  # -the gradient in p.grad; the bound when it may not be finite
                 bound = fused.step(batch, exact=config.weight_prior)
             else:
-                bound = elbo(model, batch, config.L, config.estimator).mean()
+                # elbo without its input check: training_data checked all of x once
+                bound = _elbo(model, batch, config.L, config.estimator).mean()
             if bound is not None:  # None: certainly finite (see FusedELBO.step)
                 loss = -bound
                 if config.weight_prior:

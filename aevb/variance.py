@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from ._checks import check_positive_int
+from ._checks import check_finite, check_model_data, check_positive_int
 from .estimators import pathwise_surrogate, score_function_surrogate
 
 Function = Callable[[torch.Tensor], torch.Tensor]
@@ -185,6 +185,20 @@ def score_function_loo_surrogate(f: Function, q: Distribution, L: int) -> torch.
     return (weight * q.log_prob(z) + fz).mean(0).sum()
 
 
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r}; use one of {', '.join(ESTIMATORS)}")
+
+
+def _check_draws(draws: torch.Tensor) -> None:
+    if not isinstance(draws, torch.Tensor) or draws.dim() == 0 or draws.shape[0] < 2:
+        shape = tuple(draws.shape) if isinstance(draws, torch.Tensor) else type(draws).__name__
+        raise ValueError(
+            f"draws is {shape}; pass a tensor with at least 2 draws along dim 0 "
+            "(one estimate per row)"
+        )
+
+
 def _surrogate(
     f: Function, q: Distribution, L: int, estimator: str, baseline: torch.Tensor | float = 0.0
 ) -> torch.Tensor:
@@ -218,7 +232,15 @@ def gaussian_gradient_draws(
     """
     check_positive_int(n, "n")
     check_positive_int(L, "L")
+    _check_estimator(estimator)
+    try:
+        scale = float(sigma)
+    except (TypeError, ValueError):
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"sigma={sigma!r}; pass a finite standard deviation > 0")
     m = torch.as_tensor(mu, dtype=torch.float64).reshape(-1)
+    check_finite(m, "mu", "pass a finite mean")
     leaf = m.expand(n, -1).clone().requires_grad_(True)
     q = Independent(Normal(leaf, torch.full_like(leaf, float(sigma)), validate_args=False), 1)
     ctx = torch.random.fork_rng(devices=[]) if generator is not None else nullcontext()
@@ -237,6 +259,7 @@ def gaussian_gradient_draws(
 def variance_stderr(draws: torch.Tensor) -> torch.Tensor:
     """The standard error of the sample variance of ``draws`` along dim 0:
     √((m₄ − s⁴)/n), m₄ the fourth central moment (the CLT for the variance estimator)."""
+    _check_draws(draws)
     d = draws.double()
     c = d - d.mean(0)
     s2 = c.square().mean(0)
@@ -246,6 +269,7 @@ def variance_stderr(draws: torch.Tensor) -> torch.Tensor:
 
 def mean_stderr(draws: torch.Tensor) -> torch.Tensor:
     """The standard error of the mean of ``draws`` along dim 0."""
+    _check_draws(draws)
     return draws.double().std(0) / math.sqrt(draws.shape[0])
 
 
@@ -283,8 +307,15 @@ def encoder_output_gradients(
     """
     check_positive_int(repeats, "repeats")
     check_positive_int(L, "L")
+    _check_estimator(estimator)
     if bound not in ("A", "B"):
         raise ValueError(f"bound={bound!r}; use 'A' (eq. 6) or 'B' (eq. 7)")
+    check_model_data(model, x)
+    if isinstance(baseline, torch.Tensor) and baseline.shape not in ((), x.shape[:1]):
+        raise ValueError(
+            f"baseline has shape {tuple(baseline.shape)}; pass a float or one value per "
+            f"datapoint, shape ({x.shape[0]},)"
+        )
     with torch.no_grad():
         q0 = model.encoder(x)  # any encoder returning a diagonal Gaussian
         mu, log_var = q0.mean, q0.variance.log()
@@ -320,7 +351,15 @@ def _bound_integrand(model, x: torch.Tensor, q: Distribution, bound: str):
 
 
 def encoder_hidden(model, x: torch.Tensor) -> torch.Tensor:
-    """h = tanh(W₁x + b₁), the input of the encoder's output layer (Appendix C.2)."""
+    """h = tanh(W₁x + b₁), the input of the encoder's output layer (Appendix C.2).
+
+    ``x`` (batch, x_dim) is checked as by :func:`aevb.bound.elbo`.
+    """
+    check_model_data(model, x)
+    return _encoder_hidden(model, x)
+
+
+def _encoder_hidden(model, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.tanh(model.encoder.hidden(x))
 
@@ -350,9 +389,22 @@ def output_layer_moments(model, x: torch.Tensor, grads: torch.Tensor) -> Gradien
 
     By the chain rule ∂/∂W₂ Σ_i L⁽ⁱ⁾ = Σ_i δ⁽ⁱ⁾ h⁽ⁱ⁾ᵀ with δ⁽ⁱ⁾ = ∂L⁽ⁱ⁾/∂(μ, log σ²). The noise
     of different datapoints is independent, so Var = Σ_i Var(δ⁽ⁱ⁾) (h⁽ⁱ⁾)² exactly in
-    expectation: no (repeats, parameters) tensor is ever built.
+    expectation: no (repeats, parameters) tensor is ever built. ``x`` is checked as by
+    :func:`aevb.bound.elbo`; ``grads`` needs at least 2 repeats (a variance).
     """
-    h = torch.cat([encoder_hidden(model, x), torch.ones(x.shape[0], 1)], dim=1)  # bias column
+    check_model_data(model, x)
+    width = 2 * int(model.prior().event_shape[-1])
+    if not isinstance(grads, torch.Tensor) or grads.shape[1:] != (x.shape[0], width):
+        shape = tuple(grads.shape) if isinstance(grads, torch.Tensor) else type(grads).__name__
+        raise ValueError(
+            f"grads is {shape}; expected (repeats, {x.shape[0]}, {width}): pass "
+            "encoder_output_gradients(model, x, repeats) for the same model and x"
+        )
+    if grads.shape[0] < 2:
+        raise ValueError(
+            f"grads holds {grads.shape[0]} repeat(s); pass repeats >= 2 to estimate a variance"
+        )
+    h = torch.cat([_encoder_hidden(model, x), torch.ones(x.shape[0], 1)], dim=1)  # bias column
     g = grads.double()
     mean = torch.einsum("bk,bh->kh", g.mean(0), h.double())
     var = torch.einsum("bk,bh->kh", g.var(0), h.double().square())

@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from ._checks import check_model_data, check_positive_int
 from ._random import keeps_global_rng
 from .cache import cached_training
 from .checkpoint import save_checkpoint
@@ -61,7 +62,14 @@ __all__ = [
 def wake_loss(model, x: torch.Tensor) -> torch.Tensor:
     """The wake phase's loss: −(1/M) Σ_i log p_θ(x_i, z_i) with z_i ~ q_φ(z|x_i), no gradient
     through z (only θ learns from it). The prior N(0, I) has no parameters, so only the
-    decoder term log p_θ(x|z) carries a gradient."""
+    decoder term log p_θ(x|z) carries a gradient. ``x`` (M, x_dim) is checked (the model's
+    ``check_input`` when it has one)."""
+    check_model_data(model, x)
+    return _wake_loss(model, x)
+
+
+def _wake_loss(model, x: torch.Tensor) -> torch.Tensor:
+    """:func:`wake_loss` without the check (for the training loop, whose data were checked)."""
     with torch.no_grad():
         z = model.encoder(x).sample()
     return -(model.prior().log_prob(z) + model.decoder(z).log_prob(x)).mean()
@@ -75,8 +83,18 @@ def sleep_loss(
     No gradient reaches θ (only φ learns from it). With ``generator`` the dreams are drawn
     on the CPU from it, so a run repeats exactly on every device. ``model`` is anything with
     ``.prior()``, ``.encoder(x)`` and ``.decoder(z)`` returning distributions."""
+    _check_sleep(x_from, "x_from")
+    check_positive_int(n, "n")
+    return _sleep_loss(model, n, x_from, generator)
+
+
+def _check_sleep(x_from: str, name: str) -> None:
     if x_from not in SLEEP_INPUTS:
-        raise ValueError(f"x_from={x_from!r}; use 'sample' (dreamt x) or 'mean' (decoder means)")
+        raise ValueError(f"{name}={x_from!r}; use 'sample' (dreamt x) or 'mean' (decoder means)")
+
+
+def _sleep_loss(model, n: int, x_from: str, generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`sleep_loss` without the checks (for the training loop)."""
     with torch.no_grad():
         prior = model.prior()
         dev = prior.mean.device
@@ -127,13 +145,18 @@ def fit_wake_sleep(
     bound is recorded with AEVB's own evaluation (estimator B, L = 1, fixed noise) at the same
     log-spaced points, so the returned :class:`~aevb.train.History` compares directly with
     :func:`aevb.train.fit`'s. Deterministic on CPU for a given ``config.seed``.
+
+    ``train_x`` and ``test_x`` are checked once, before training, as by :func:`aevb.train.fit`
+    (finite, (N, D), in [0, 1] for a Bernoulli decoder; N >= 1).
     """
-    if sleep not in SLEEP_INPUTS:
-        raise ValueError(f"sleep={sleep!r}; use 'sample' (dreamt x) or 'mean' (decoder means)")
+    _check_sleep(sleep, "sleep")
+    _check_model_and_config(model, config, "fit_wake_sleep")
     dev = resolve_device(device)
     model.to(dev)
     # The same data, evaluation subsets and minibatch sequence as aevb.train.fit.
     data = training_data(model, train_x, test_x, config, dev)
+    if data.x.shape[0] == 0:
+        raise ValueError("train_x holds no datapoints; pass at least one row to train on")
     N, M = data.x.shape[0], config.batch_size
     torch.manual_seed(config.seed)
     dreams = torch.Generator(device="cpu").manual_seed(config.seed + 7)
@@ -159,13 +182,13 @@ def fit_wake_sleep(
             with torch.no_grad():
                 torch._foreach_copy_(good, params)
             # Wake: θ learns to generate the data from the recognised z.
-            loss_w = wake_loss(model, batch) + prior_penalty(dec)
+            loss_w = _wake_loss(model, batch) + prior_penalty(dec)
             stop_if_not_finite(loss_w, params, good, "wake loss", step, seen)
             optimizer.zero_grad(set_to_none=True)
             loss_w.backward()
             optimizer.step()
             # Sleep: φ learns to recognise z from the model's own dreams.
-            loss_s = sleep_loss(model, batch.shape[0], sleep, generator=dreams)
+            loss_s = _sleep_loss(model, batch.shape[0], sleep, dreams)
             loss_s = loss_s + prior_penalty(enc)
             stop_if_not_finite(loss_s, params, good, "sleep loss", step, seen)
             optimizer.zero_grad(set_to_none=True)
@@ -186,6 +209,20 @@ def fit_wake_sleep(
         record_bound(model, history, seen, data.eval_train, data.eval_test, config, started)
     model.eval()
     return history
+
+
+def _check_model_and_config(model, config, fn: str) -> None:
+    """The model is the package's VAE and the config a TrainConfig, or a clear TypeError."""
+    if not isinstance(model, VAE):
+        raise TypeError(
+            f"{fn} trains an aevb.models.VAE, got {type(model).__name__}; build one with "
+            "build_model(ModelSpec(x_dim, z_dim, ...))"
+        )
+    if not isinstance(config, TrainConfig):
+        raise TypeError(
+            f"config must be an aevb.train.TrainConfig, got {type(config).__name__}; "
+            "e.g. TrainConfig(samples=10_000)"
+        )
 
 
 def seeded_model(spec: ModelSpec, seed: int) -> VAE:
@@ -214,6 +251,7 @@ def trained_wake_sleep(
     that cannot be read is moved aside (``.corrupt``) and the model trained again. ``train``
     and ``test`` are :class:`aevb.data.DataSet` objects or tensors.
     """
+    _check_sleep(sleep, "sleep")
     algorithm = f"wake-sleep/{sleep}"
 
     def train_now(model, train_x, test_x, partial):

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import torch
 
 from . import data
+from ._checks import check_positive_int
 from .cache import trained_model
 from .models import VAE, ModelSpec
 from .profile import budget
@@ -67,9 +68,26 @@ def mnist_vae(
     model is returned on ``device`` if one is given, else on the CPU, whether it was trained now
     or loaded from the cache. It is not part of the cache key.
     """
+    check_positive_int(z_dim, "z_dim")
+    check_positive_int(hidden, "hidden")
     spec = ModelSpec(x_dim=784, z_dim=z_dim, hidden=hidden, decoder="bernoulli")
-    cfg = TrainConfig(samples=samples or budget("aevb_mnist_samples"), seed=seed, **config)
+    cfg = _config(samples, "aevb_mnist_samples", seed, config)
     return _on(device, trained_model(spec, cfg, mnist("train"), mnist("test"), device=device))
+
+
+def _config(samples: int | None, key: str, seed: int, options: dict) -> TrainConfig:
+    """The TrainConfig of a standard model: ``samples`` (None: the profile's ``budget(key)``)
+    and the other options by name, each checked (a clear error, never a silent default)."""
+    if samples is not None:
+        check_positive_int(samples, "samples")
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"samples", "seed"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(
+            f"unknown training option(s) {', '.join(map(repr, unknown))}; the options are "
+            f"{', '.join(sorted(known))} (aevb.train.TrainConfig), plus samples and seed"
+        )
+    return TrainConfig(samples=budget(key) if samples is None else samples, seed=seed, **options)
 
 
 def _on(device, trained: tuple[VAE, History]) -> tuple[VAE, History]:
@@ -89,6 +107,7 @@ def mnist_latent_vae(
     ``z_dim`` is ``mnist_vae(z_dim, samples=budget("manifold_samples"))``. Cached like
     :func:`mnist_vae`: a model not trained yet is trained now, with a progress bar.
     """
+    check_positive_int(z_dim, "z_dim")
     samples = None if z_dim == MAIN_Z_DIM else budget("manifold_samples")
     return mnist_vae(z_dim=z_dim, samples=samples, device=device)
 
@@ -170,11 +189,18 @@ def continuous_vae(
     and rising on the dequantized data; measured on Fashion-MNIST (N_z = 2 and 10, 10^5
     samples) it gave a higher bound and sharper reconstructions than 0.01 or Adam at 10^-3.
     """
+    check_positive_int(z_dim, "z_dim")
+    check_positive_int(hidden, "hidden")
+    if config.get("binarize") is not None:
+        raise ValueError(
+            f"binarize={config['binarize']!r}; continuous_vae models grey levels with a Gaussian "
+            "decoder, so the data are never binarized: leave binarize out (None)"
+        )
+    config["binarize"] = None
+    cfg = _config(samples, "aevb_frey_samples", seed, config)
     train = continuous_data("train")
     test = continuous_data("test")
     spec = ModelSpec(x_dim=train.images.shape[1], z_dim=z_dim, hidden=hidden, decoder="gaussian")
-    config.setdefault("binarize", None)
-    cfg = TrainConfig(samples=samples or budget("aevb_frey_samples"), seed=seed, **config)
     return _on(device, trained_model(spec, cfg, train, test, device=device))
 
 

@@ -16,6 +16,7 @@ from aevb.estimators import (
 )
 from aevb.linear_gaussian import linear_gaussian_model
 from aevb.models import ModelSpec, build_model
+from aevb.variance import variance_stderr
 
 
 def _grad_mu_draws(estimator, mu0, sigma, n, baseline=0.0):
@@ -68,16 +69,19 @@ def test_baseline_keeps_score_function_unbiased_and_lowers_variance():
 
 def test_gradient_samples_stacks_independent_draws():
     torch.manual_seed(3)
-    mu = torch.tensor([0.5], requires_grad=True)
+    mu, sigma, n = torch.tensor([0.5], requires_grad=True), 0.7, 2000
 
     def surrogate():
         return pathwise_surrogate(
-            lambda z: z.squeeze(-1), Independent(Normal(mu, torch.ones(1)), 1)
+            lambda z: z.square().squeeze(-1), Independent(Normal(mu, torch.full((1,), sigma)), 1)
         )
 
-    draws = gradient_samples(surrogate, [mu], 5)
-    assert draws.shape == (5, 1)
-    assert torch.allclose(draws, torch.ones(5, 1))  # d/dμ E[z] = 1 exactly for the pathwise
+    draws = gradient_samples(surrogate, [mu], n).double()
+    assert draws.shape == (n, 1)
+    # pathwise d/dμ of z² is 2z = 2(μ + σε): mean 2μ, variance 4σ² over independent draws
+    # (one draw repeated n times would give variance 0)
+    assert abs(float(draws.mean()) - 1.0) < 4 * float(draws.std()) / n**0.5
+    assert abs(float(draws.var()) - 4 * sigma**2) < 4 * float(variance_stderr(draws[:, 0]))
 
 
 def test_pathwise_refuses_distributions_without_rsample():

@@ -77,10 +77,17 @@ def test_hmc_transition_leaves_a_gaussian_invariant():
     g = torch.Generator().manual_seed(3)
     z = target.sample((4000,))  # start in equilibrium: the moments must not drift
     step = torch.full((4000,), 0.3)
+    z0 = z
     for _ in range(3):
         z, prob, _ = hmc_transition(
             target.log_prob, z, step, n_leapfrog=10, jitter=0.5, generator=g
         )
+        if z0 is not None:  # the chains move as often as they accept, and decorrelate
+            moved = (z != z0).any(-1).float().mean()
+            assert abs(float(moved - prob.mean())) < 0.02  # measured 0.972 against 0.975
+            lag1 = torch.corrcoef(torch.stack([z0[:, 0], z[:, 0]]))[0, 1]
+            assert float(lag1) < 0.5  # measured -0.42; a chain that stays put gives 1
+            z0 = None
     se = (torch.diagonal(cov) / 4000).sqrt()
     assert ((z.mean(0) - target.mean).abs() < 4 * se).all()
     assert torch.allclose(torch.cov(z.T), cov, atol=0.1)
@@ -121,9 +128,13 @@ def test_fitted_q_beats_the_plain_harmonic_mean():
 
 def test_hmc_log_px_chunks_and_repeats_under_a_seed():
     model, x, _ = _model_and_data(n=6)
+    x[4:] += 2.0  # the last chunk's datapoints differ clearly from the first ones
     a = hmc_log_px(model, x, 10, warmup=5, batch_size=4, generator=torch.Generator().manual_seed(0))
     b = hmc_log_px(model, x, 10, warmup=5, batch_size=4, generator=torch.Generator().manual_seed(0))
     assert a.shape == (6,) and torch.equal(a, b)
+    # each chunk estimates its own datapoints: error 0.85 nats measured here, against 43 for
+    # chunks that all read the first datapoints
+    assert float((a - model.log_marginal(x).detach()).abs().max()) < 2.0
     with pytest.raises(ValueError, match="n_samples"):
         hmc_marginal(model, x, 1)
 

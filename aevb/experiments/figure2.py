@@ -73,8 +73,18 @@ def cpu_threads(device: torch.device) -> Iterator[None]:
     if device.type != "cpu":
         yield
         return
+    raw = os.environ.get("AEVB_THREADS", "1")
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ValueError(
+            f"AEVB_THREADS={raw!r}; set it to a whole number of CPU threads >= 1 "
+            "(e.g. AEVB_THREADS=1), or unset it"
+        )
     before = torch.get_num_threads()
-    torch.set_num_threads(int(os.environ.get("AEVB_THREADS", "1")))
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -231,6 +241,20 @@ def plot(results: dict, baselines: dict[str, float] | None = None):
     import matplotlib.pyplot as plt
 
     baselines = baselines or {}
+    for key, value in baselines.items():
+        if key not in ("mnist", "continuous"):
+            raise ValueError(
+                f"baselines has the key {key!r}; use 'mnist' or 'continuous' (the data sets of "
+                "the figure's panels)"
+            )
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ValueError(
+                f"baselines[{key!r}] = {value!r}; pass a finite number (nats per datapoint)"
+            )
 
     cont_name = (
         "Frey Face" if results["data"]["continuous_name"] == "frey-face" else "Fashion-MNIST"

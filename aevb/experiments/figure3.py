@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from .. import data, zoo
+from .._checks import check_model_data, check_positive_int
 from ..bound import dataset_bound
 from ..cache import trained_model
 from ..device import resolve_device
@@ -98,6 +99,9 @@ def checkpoints(total: int, batch_size: int = 100, k: int = 3, span: float = 100
     minibatch size (at least one minibatch), without repeats."""
     if k < 1 or total < 1:
         raise ValueError("k and total must be >= 1")
+    check_positive_int(batch_size, "batch_size")
+    if not (isinstance(span, (int, float)) and math.isfinite(span) and span >= 1):
+        raise ValueError(f"span={span!r}; use a ratio >= 1 of the longest to the shortest run")
     lo = max(batch_size, total / span)
     if k == 1 or lo >= total:
         return [max(batch_size, round(total / batch_size) * batch_size)]
@@ -126,7 +130,18 @@ def evaluate(
     digits, and the HMC acceptance rate. The Appendix D estimates are also kept per digit
     (``hmc_train_per_digit``, ``hmc_test_per_digit``: lists, in the order of ``x_train`` and
     ``x_test``), for paired comparisons between models. The random
-    numbers are fixed by ``seed`` (the same for every model: common random numbers)."""
+    numbers are fixed by ``seed`` (the same for every model: common random numbers).
+    ``x_train`` and ``x_test`` are checked first (the model's data: finite, in [0, 1]), and
+    ``s`` must hold the keys of :func:`settings`."""
+    check_model_data(model, x_train, name="x_train")
+    check_model_data(model, x_test, name="x_test")
+    needed = ["hmc_samples"] + (["importance_samples"] if encoder else [])
+    missing = [k for k in needed if k not in s]
+    if missing:
+        raise ValueError(
+            f"s lacks {', '.join(map(repr, missing))}; pass figure3.settings() (or a dict "
+            "with those keys)"
+        )
     dev = next(model.parameters()).device
     x = torch.cat([x_train, x_test]).to(dev)
     n = x_train.shape[0]
