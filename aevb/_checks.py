@@ -94,24 +94,42 @@ def check_model_data(model: object, x: torch.Tensor, *, name: str = "x") -> None
         raise ValueError(f"{name} has shape {tuple(x.shape)}: no datapoints; pass at least one row")
 
 
+def _check_last_dim(t: torch.Tensor, dim: int, name: str, cast: str, expected: str) -> None:
+    """Shape and type only (no pass over the data): a float tensor of shape (..., dim)."""
+    _check_float_tensor(t, name, cast)
+    if t.dim() == 0 or t.shape[-1] != dim:
+        raise ValueError(f"{name} has shape {tuple(t.shape)}; expected {expected}")
+
+
 def check_features(x: torch.Tensor, dim: int, *, name: str = "x") -> None:
     """Shape and type only (no pass over the data): a float tensor of shape (..., dim)."""
-    _check_float_tensor(x, name, f"{name}.float() / 255")
-    if x.dim() == 0 or x.shape[-1] != dim:
-        raise ValueError(
-            f"{name} has shape {tuple(x.shape)}; expected (batch, {dim}). "
-            f"Flatten images first: {name}.reshape(len({name}), -1)"
-        )
+    _check_last_dim(
+        x,
+        dim,
+        name,
+        f"{name}.float() / 255",
+        f"(batch, {dim}). Flatten images first: {name}.reshape(len({name}), -1)",
+    )
 
 
 def check_latent(z: torch.Tensor, dim: int, *, name: str = "z") -> None:
     """Shape and type only (no pass over the data): a float tensor of shape (..., dim)."""
-    _check_float_tensor(z, name, f"{name}.float()")
-    if z.dim() == 0 or z.shape[-1] != dim:
-        raise ValueError(
-            f"{name} has shape {tuple(z.shape)}; expected (..., {dim}): the last dimension "
-            f"holds the model's N_z = {dim} latent coordinates"
-        )
+    _check_last_dim(
+        z,
+        dim,
+        name,
+        f"{name}.float()",
+        f"(..., {dim}): the last dimension holds the model's N_z = {dim} latent coordinates",
+    )
+
+
+def check_positive_number(value: float, name: str, advice: str) -> float:
+    """``value`` as a float if it is a finite number > 0 (not a bool), else a ValueError
+    ``"{name}={value!r}; use {advice}"``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}={value!r}; use {advice}")
+    return float(value)
 
 
 def check_gaussian_params(

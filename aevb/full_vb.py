@@ -38,7 +38,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from . import data as _data
-from ._checks import check_data, check_model_data, check_positive_int
+from ._checks import check_data, check_model_data, check_positive_int, check_positive_number
 from ._random import keeps_global_rng
 from .bound import dataset_bound
 from .cache import cache_root
@@ -277,9 +277,7 @@ def _check_estimator(estimator: str) -> None:
 
 
 def _check_prior_std(prior_std: float) -> None:
-    ok = isinstance(prior_std, (int, float)) and not isinstance(prior_std, bool)
-    if not ok or not math.isfinite(prior_std) or prior_std <= 0:
-        raise ValueError(f"prior_std={prior_std!r}; use a positive standard deviation, e.g. 1.0")
+    check_positive_number(prior_std, "prior_std", "a positive standard deviation, e.g. 1.0")
 
 
 def _full_vb_bound(

@@ -8,13 +8,12 @@ step size is adapted towards a target acceptance rate (the paper tuned it to abo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_finite, check_model_data, check_positive_int
+from ._checks import check_finite, check_model_data, check_positive_int, check_positive_number
 
 LogProb = Callable[[torch.Tensor], torch.Tensor]
 
@@ -65,10 +64,7 @@ def _check_fraction(value: float, name: str, *, closed_low: bool, example: str) 
 
 
 def _check_step_size(step_size: float, name: str = "step_size") -> float:
-    ok = isinstance(step_size, (int, float)) and not isinstance(step_size, bool)
-    if not ok or not math.isfinite(step_size) or step_size <= 0:
-        raise ValueError(f"{name}={step_size!r}; use a positive step size, e.g. 0.1")
-    return float(step_size)
+    return check_positive_number(step_size, name, "a positive step size, e.g. 0.1")
 
 
 def _check_count(value: int, name: str) -> int:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.distributions import Distribution, MultivariateNormal, kl_divergence
 
-from ._checks import check_model_data, check_positive_int
+from ._checks import check_model_data, check_positive_int, check_positive_number
 from .linear_gaussian import LinearGaussianModel
 
 #: The most grid nodes :func:`grid_posterior` holds in memory at once (a 256³ grid).
@@ -51,10 +51,9 @@ def _check_grid(z_dim: int, points: int, limit: float, cap: int, fn: str, altern
 
 
 def _check_limit(limit: float) -> float:
-    ok = isinstance(limit, (int, float)) and not isinstance(limit, bool)
-    if not ok or not math.isfinite(limit) or limit <= 0:
-        raise ValueError(f"limit={limit!r}; the grid spans [-limit, limit]: use e.g. 4.0")
-    return float(limit)
+    return check_positive_number(
+        limit, "limit", "a positive half-width: the grid spans [-limit, limit], e.g. 4.0"
+    )
 
 
 def _z_dim(model) -> int:

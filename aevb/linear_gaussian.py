@@ -10,22 +10,17 @@ Its encoder is linear too, so q_φ(z|x) can equal p_θ(z|x) exactly.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from ._checks import check_data, check_model_data, check_positive_int
+from ._checks import check_data, check_model_data, check_positive_int, check_positive_number
 
 
 def _check_sigma(sigma: float) -> float:
-    ok = isinstance(sigma, (int, float)) and not isinstance(sigma, bool)
-    if not ok or not math.isfinite(sigma) or sigma <= 0:
-        raise ValueError(
-            f"sigma={sigma!r}; use a positive noise standard deviation of p(x|z), e.g. 0.5"
-        )
-    return float(sigma)
+    return check_positive_number(
+        sigma, "sigma", "a positive noise standard deviation of p(x|z), e.g. 0.5"
+    )
 
 
 class LinearGaussianDecoder(nn.Module):

@@ -38,7 +38,7 @@ from ._checks import (
     check_positive_int,
 )
 from .bound import gaussian_kl
-from .hmc import HMCResult, hmc, posterior_log_prob
+from .hmc import HMCResult, _posterior_log_prob, hmc
 from .intractable import GridPosterior, grid_posterior, log_joint
 
 LogLik = Callable[[torch.Tensor], torch.Tensor]
@@ -310,7 +310,7 @@ def hmc_posterior(
         )
     else:
         check_finite(z0, "z0", "start the chains at finite points")
-    log_joint = posterior_log_prob(model, x)
+    log_joint = _posterior_log_prob(model, x)  # x was checked above
     if precondition:
 
         def target(u: torch.Tensor) -> torch.Tensor:
