@@ -130,7 +130,8 @@ class FusedELBO:
         out = torch.addmm(l4.bias, h3, l4.weight.t(), out=buf("out", S, l4.out_features))
         target = x if L == 1 else x.repeat(L, 1)
         # KL(q || N(0, I)) summed over the minibatch (Appendix B).
-        kl = -0.5 * (float(M * Z) + log_var.sum() - mu.square().sum() - var.sum())
+        # KL = ½ Σ (σ² + μ² − 1 − log σ²): one sum, the constant added as a Python number
+        kl = 0.5 * (torch.sum((var - log_var).add_(mu.square())) - float(M * Z))
         scale = 1.0 / S  # d(-bound)/d(log p(x_i|z_il)) = -1/(M L)
         if self.gaussian:
             log_px, d_out = self._gaussian(out, target, scale)
@@ -152,10 +153,10 @@ class FusedELBO:
         dz = torch.mm(da3, l3.weight).view(L, M, Z)
         d_enc = buf("d_enc", M, 2 * Z)
         # d(-bound)/dμ = Σ_l dz + μ/M; d(-bound)/d log σ² = ½ σ Σ_l dz ε + ½ (σ² − 1)/M.
-        torch.add(dz.sum(0), mu, alpha=1.0 / M, out=d_enc[:, :Z])
+        torch.add(dz[0] if L == 1 else dz.sum(0), mu, alpha=1.0 / M, out=d_enc[:, :Z])
         d_lv = d_enc[:, Z:]
         torch.mul(dz, eps, out=dz)
-        torch.mul(dz.sum(0), sigma, out=d_lv)
+        torch.mul(dz[0] if L == 1 else dz.sum(0), sigma, out=d_lv)
         d_lv.mul_(0.5).add_(var.sub_(1.0), alpha=0.5 / M)
         torch.mm(d_enc.t(), h1, out=gW2)
         torch.sum(d_enc, 0, out=gb2)

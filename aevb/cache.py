@@ -33,10 +33,23 @@ def cache_root() -> Path:
     return Path(pooch.os_cache("aevb"))
 
 
+# To be raised whenever a change to the training code changes what a configuration trains to
+# (a different draw of the noise or of the binary pixels, another rounding of a step), so that
+# a cache filled by an earlier version is never taken for this version's results.
+TRAINING_REVISION = 1
+
+
 def model_key(spec: ModelSpec, config: TrainConfig, data_fingerprint: str, tag: str = "") -> str:
-    """The cache key: a SHA-256 over spec, config, data fingerprint and an optional tag."""
+    """The cache key: a SHA-256 over spec, config, data fingerprint, an optional tag and
+    :data:`TRAINING_REVISION`."""
     blob = json.dumps(
-        {"spec": spec.to_dict(), "config": config.to_dict(), "data": data_fingerprint, "tag": tag},
+        {
+            "spec": spec.to_dict(),
+            "config": config.to_dict(),
+            "data": data_fingerprint,
+            "tag": tag,
+            "revision": TRAINING_REVISION,
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]

@@ -29,9 +29,12 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.optim.optimizer as _optim_module
+from torch.optim.adagrad import adagrad as _fused_adagrad_update
 
 from . import _fused
 from . import data as _data
@@ -214,6 +217,74 @@ def fused_step_available(kind: type, device: torch.device) -> bool:
     return True
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """A function that does ``optimizer.step()``, for a loop that steps many times.
+
+    For a fused Adagrad (what :func:`make_optimizer` builds on the CPU) with one parameter
+    group, no step hooks and every parameter's state in place, it calls the same fused update
+    through ``torch.optim.adagrad.adagrad``, the function ``Adagrad.step`` calls, with the
+    optimizer's own state tensors and its group's settings read at each call: the same update,
+    bit for bit, without the 0.05 ms of Python that ``Adagrad.step`` spends gathering its lists
+    on every call (1% of a step of the paper's MNIST model on a 2-core CPU). Every other
+    optimizer gets its own ``step``. The gradients are the parameters' ``.grad`` at each call
+    (a loop may replace them); a parameter without one sends the call to ``optimizer.step``,
+    which skips it. The state tensors are those the optimizer holds when this is called: make
+    the function after any ``optimizer.load_state_dict``, which replaces them.
+    """
+    if not _plain_fused_adagrad(optimizer):
+        return optimizer.step
+    group = optimizer.param_groups[0]
+    params = list(group["params"])
+    sums = [optimizer.state[p]["sum"] for p in params]
+    steps = [optimizer.state[p]["step"] for p in params]
+
+    def step() -> None:
+        grads = [p.grad for p in params]
+        if any(g is None for g in grads):  # a parameter without a gradient: Adagrad skips it
+            optimizer.step()
+            return
+        with torch.no_grad():
+            _fused_adagrad_update(
+                params,
+                grads,
+                sums,
+                steps,
+                fused=True,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                lr_decay=group["lr_decay"],
+                eps=group["eps"],
+                maximize=group["maximize"],
+            )
+
+    return step
+
+
+def _plain_fused_adagrad(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` is an exact, fused, single-group Adagrad whose state is already
+    made (Adagrad makes it on construction) and which no hook or subclass changes."""
+    if type(optimizer) is not torch.optim.Adagrad or len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    if not group.get("fused") or group.get("differentiable"):
+        return False
+    hooks = (
+        optimizer._optimizer_step_pre_hooks,
+        optimizer._optimizer_step_post_hooks,
+        _optim_module._global_optimizer_pre_hooks,
+        _optim_module._global_optimizer_post_hooks,
+    )
+    if any(hooks):
+        return False
+    if any(getattr(optimizer, a, None) is not None for a in ("grad_scale", "found_inf")):
+        return False
+    state = optimizer.state
+    return all(
+        "sum" in state[p] and "step" in state[p] and not torch.is_complex(p)
+        for p in group["params"]
+    )
+
+
 @dataclass
 class TrainingData:
     """The training tensor, the fixed evaluation subsets, and how minibatches are drawn."""
@@ -311,6 +382,7 @@ def fit(
         if _fused.supports(model, config.estimator) and len(params) == 8
         else None
     )
+    step_optimizer = optimizer_step(optimizer)
     good = [p.detach().clone() for p in params]
     history = history or History()
     clock = EvalClock(config.samples, config.batch_size, config.n_evals)
@@ -337,7 +409,7 @@ def fit(
             if fused is None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-            optimizer.step()
+            step_optimizer()
             seen += batch.shape[0]
             step += 1
             bar.update(batch.shape[0])

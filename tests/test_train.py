@@ -179,3 +179,75 @@ def test_a_capturable_optimizer_is_adam_on_cuda_only():
         train.make_optimizer(meta, TrainConfig(samples=100), capturable=True)
     adam = train.make_optimizer(params, TrainConfig(samples=100, optimizer="adam"))
     assert adam.defaults["capturable"] is False
+
+
+def test_dynamic_binarization_draws_each_pixel_with_its_grey_level():
+    levels = torch.tensor([0.0, 1 / 255, 0.25, 0.5, 0.9, 254 / 255, 1.0])
+    x = levels.repeat(100_001, 1)
+    g = torch.Generator().manual_seed(0)
+    b = train.binarize_batch(x, g)
+    assert b.shape == x.shape and b.dtype == torch.float32
+    assert set(b.unique().tolist()) <= {0.0, 1.0}
+    p = b.mean(0)
+    assert p[0] == 0.0 and p[-1] == 1.0  # u in [0, 1): never below 0, always below 1
+    sd = (levels * (1 - levels) / x.shape[0]).sqrt()
+    assert ((p - levels).abs() <= 5 * sd + 1e-12).all(), (p, levels)
+    # pixels are independent: neighbours of grey level 0.5 agree half the time
+    half = train.binarize_batch(torch.full((2000, 784), 0.5), g)
+    agree = (half[:, :-1] == half[:, 1:]).float().mean()
+    assert abs(float(agree) - 0.5) < 0.005
+    # the same generator state gives the same draw
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(train.binarize_batch(x[:50], g1), train.binarize_batch(x[:50], g2))
+
+
+def _stepped(opt_kind, n_steps, fast, **options):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+    params = list(model.parameters())
+    opt = opt_kind(params, lr=0.05, **options)
+    step = train.optimizer_step(opt) if fast else opt.step
+    g = torch.Generator().manual_seed(1)
+    for _ in range(n_steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g)
+        step()
+    return params, opt
+
+
+@pytest.mark.parametrize("options", [{"fused": True}, {"fused": True, "lr_decay": 0.01}])
+def test_the_fast_optimizer_step_is_adagrad_step_bit_for_bit(options):
+    fast, opt_fast = _stepped(torch.optim.Adagrad, 5, True, **options)
+    slow, opt_slow = _stepped(torch.optim.Adagrad, 5, False, **options)
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(opt_fast.state.values(), opt_slow.state.values(), strict=True):
+        assert torch.equal(a["sum"], b["sum"]) and torch.equal(a["step"], b["step"])
+    assert float(next(iter(opt_fast.state.values()))["step"]) == 5
+
+
+def test_the_fast_optimizer_step_is_used_only_for_a_plain_fused_adagrad():
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    plain = torch.optim.Adagrad(params, lr=0.1, fused=True)
+    assert train.optimizer_step(plain) != plain.step
+    for opt in (
+        torch.optim.Adagrad(params, lr=0.1),  # not fused
+        torch.optim.Adam(params, lr=0.1, fused=True),
+        torch.optim.Adagrad([{"params": params}, {"params": [torch.nn.Parameter(torch.ones(2))]}]),
+    ):
+        assert train.optimizer_step(opt) == opt.step
+    hooked = torch.optim.Adagrad(params, lr=0.1, fused=True)
+    calls = []
+    hooked.register_step_post_hook(lambda *a: calls.append(1))
+    assert train.optimizer_step(hooked) == hooked.step
+    hooked.step()
+    assert calls == [1]
+
+
+def test_the_fast_optimizer_step_skips_a_parameter_without_a_gradient_as_adagrad_does():
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.Adagrad([a, b], lr=0.1, fused=True)
+    a.grad = torch.ones(2)
+    train.optimizer_step(opt)()
+    assert torch.equal(b, torch.ones(2)) and (a < 1).all()
+    assert float(opt.state[a]["step"]) == 1 and float(opt.state[b]["step"]) == 0
