@@ -33,9 +33,10 @@ def cache_root() -> Path:
     return Path(pooch.os_cache("aevb"))
 
 
-# To be raised whenever a change to the training code changes what a configuration trains to
-# (a different draw of the noise or of the binary pixels, another rounding of a step), so that
-# a cache filled by an earlier version is never taken for this version's results.
+#: The revision of the training code, part of every cache key: to be raised whenever a change
+#: to the training code changes what a configuration trains to (a different draw of the noise
+#: or of the binary pixels, another rounding of a step), so that a cache filled by an earlier
+#: version is never taken for this version's results.
 TRAINING_REVISION = 1
 
 
