@@ -201,24 +201,30 @@ def test_dynamic_binarization_draws_each_pixel_with_its_grey_level():
     assert torch.equal(train.binarize_batch(x[:50], g1), train.binarize_batch(x[:50], g2))
 
 
-def _stepped(opt_kind, n_steps, fast, **options):
+def _stepped(device, n_steps, fast, **options):
     torch.manual_seed(0)
-    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8))
+    model = build_model(ModelSpec(x_dim=16, z_dim=2, hidden=8)).to(device)
     params = list(model.parameters())
-    opt = opt_kind(params, lr=0.05, **options)
+    opt = torch.optim.Adagrad(params, lr=0.05, **options)
     step = train.optimizer_step(opt) if fast else opt.step
     g = torch.Generator().manual_seed(1)
     for _ in range(n_steps):
         for p in params:
-            p.grad = torch.randn(p.shape, generator=g)
+            p.grad = torch.randn(p.shape, generator=g).to(device)
         step()
     return params, opt
 
 
+_on_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=_on_cuda)])
 @pytest.mark.parametrize("options", [{"fused": True}, {"fused": True, "lr_decay": 0.01}])
-def test_the_fast_optimizer_step_is_adagrad_step_bit_for_bit(options):
-    fast, opt_fast = _stepped(torch.optim.Adagrad, 5, True, **options)
-    slow, opt_slow = _stepped(torch.optim.Adagrad, 5, False, **options)
+def test_the_fast_optimizer_step_is_adagrad_step_bit_for_bit(options, device):
+    if not train.fused_step_available(torch.optim.Adagrad, torch.device(device)):
+        pytest.skip(f"this torch has no fused Adagrad on {device}")
+    fast, opt_fast = _stepped(device, 5, True, **options)
+    slow, opt_slow = _stepped(device, 5, False, **options)
     for a, b in zip(fast, slow, strict=True):
         assert torch.equal(a, b)
     for a, b in zip(opt_fast.state.values(), opt_slow.state.values(), strict=True):
