@@ -92,6 +92,20 @@ def check_model_data(model: object, x: torch.Tensor, *, name: str = "x") -> None
         check_data(x, data_dim(model), name=name)
     if x.shape[0] == 0:
         raise ValueError(f"{name} has shape {tuple(x.shape)}: no datapoints; pass at least one row")
+    check_same_device(model, x, name=name)
+
+
+def check_same_device(model: object, x: torch.Tensor, *, name: str = "x") -> None:
+    """Raise a clear error if ``x`` is not on the device of ``model``'s parameters (a model
+    without parameters takes data anywhere). ``fit`` leaves a model on the device it trained
+    on, a GPU by default where there is one, while data sets load on the CPU."""
+    parameters = getattr(model, "parameters", None)
+    first = next(iter(parameters()), None) if callable(parameters) else None
+    if isinstance(first, torch.Tensor) and first.device != x.device:
+        raise ValueError(
+            f"{name} is on {x.device} but the model is on {first.device}; move one of them, "
+            f"e.g. {name}.to({str(first.device)!r}) or model.to({str(x.device)!r})"
+        )
 
 
 def _check_last_dim(t: torch.Tensor, dim: int, name: str, cast: str, expected: str) -> None:

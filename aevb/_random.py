@@ -1,11 +1,17 @@
 """Training functions seed torch's global generator with their own seed; this keeps that from
 leaking out. A chapter's random draws after a training call are then the same whether the model
-was trained just now or loaded from the cache."""
+was trained just now or loaded from the cache.
+
+:func:`seeded` runs a block under a seed of its own and gives every global generator (the
+CPU's, and each CUDA device's) back as it was: ``torch.manual_seed`` seeds the CUDA generators
+too, so forking the CPU's alone would leave them re-seeded afterwards (on a GPU, every
+evaluation of the bound inside ``fit`` would then have reset the training noise)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import torch
@@ -19,8 +25,20 @@ def keeps_global_rng(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=cuda):
+        with torch.random.fork_rng(devices=_cuda_devices()):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's global generators seeded by ``seed`` (``torch.manual_seed``),
+    and restore all of them, CPU and CUDA, afterwards."""
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        torch.manual_seed(seed)
+        yield

@@ -22,6 +22,7 @@ import torch
 from torch.distributions import Distribution, kl_divergence
 
 from ._checks import check_model_data, check_positive_int
+from ._random import seeded
 
 ESTIMATORS: tuple[str, ...] = ("A", "B")
 
@@ -132,10 +133,12 @@ def dataset_bound(
     check_positive_int(batch_size, "batch_size")
     check_model_data(model, x)
     total = 0.0
-    fork = torch.random.fork_rng(devices=[]) if generator is not None else nullcontext()
+    # The noise under a seed drawn from ``generator``; torch's global generators are left as
+    # they were (CPU and CUDA: a training loop's noise must not depend on its evaluations).
+    fork = nullcontext()
+    if generator is not None:
+        fork = seeded(int(torch.randint(2**31 - 1, (1,), generator=generator)))
     with fork:
-        if generator is not None:
-            torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=generator)))
         for start in range(0, x.shape[0], batch_size):
             total += float(_elbo(model, x[start : start + batch_size], L, estimator).sum())
     return total / x.shape[0]

@@ -15,6 +15,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from ._checks import check_data, check_model_data, check_positive_int, check_positive_number
+from ._random import seeded
 
 
 def _check_sigma(sigma: float) -> float:
@@ -122,6 +123,5 @@ class LinearGaussianModel(nn.Module):
 
 def linear_gaussian_model(x_dim: int, z_dim: int, sigma: float = 0.5, seed: int = 0):
     """A :class:`LinearGaussianModel` with weights drawn under ``seed`` (deterministic)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return LinearGaussianModel(x_dim, z_dim, sigma)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from ._checks import check_data, check_features, check_latent, check_positive_int
+from ._random import seeded
 
 DECODERS: tuple[str, ...] = ("bernoulli", "gaussian")
 
@@ -202,6 +203,5 @@ def build_model(spec: ModelSpec | dict, seed: int | None = None) -> VAE:
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec(**spec)
     if seed is None:
         return VAE(spec)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         return VAE(spec)

@@ -37,6 +37,7 @@ import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ._checks import check_finite, check_model_data, check_positive_int
+from ._random import seeded
 from .estimators import pathwise_surrogate, score_function_surrogate
 
 Function = Callable[[torch.Tensor], torch.Tensor]
@@ -243,10 +244,10 @@ def gaussian_gradient_draws(
     check_finite(m, "mu", "pass a finite mean")
     leaf = m.expand(n, -1).clone().requires_grad_(True)
     q = Independent(Normal(leaf, torch.full_like(leaf, float(sigma)), validate_args=False), 1)
-    ctx = torch.random.fork_rng(devices=[]) if generator is not None else nullcontext()
-    with ctx:
-        if generator is not None:
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    fork = nullcontext()
+    if generator is not None:
+        fork = seeded(int(torch.randint(2**62, (1,), generator=generator)))
+    with fork:
         (grad,) = torch.autograd.grad(_surrogate(f, q, L, estimator, baseline), leaf)
     return grad.detach()
 

@@ -6,6 +6,7 @@ dtypes, NaN and infinities, empty batches, unknown names. Each case checks the e
 and a phrase of the message that says what to do.
 """
 
+import copy
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -353,3 +354,16 @@ def test_the_data_is_named_in_the_error(vae):
     lg = linear_gaussian_model(x_dim=4, z_dim=2, sigma=0.5, seed=0)
     with pytest.raises(ValueError, match=r"^x_test has shape \(0, 4\): no datapoints"):
         check_model_data(lg, torch.zeros(0, 4), name="x_test")
+
+
+@pytest.fixture(scope="module")
+def vae_elsewhere(vae):
+    """The model on another device than the data: "meta" stands in for a GPU here (on a GPU
+    machine ``fit`` leaves a model on the GPU while data sets load on the CPU)."""
+    return copy.deepcopy(vae).to("meta")
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRY_POINTS if e != "elbo_integrand"])
+def test_data_on_another_device_than_the_model_is_refused_with_the_fix(vae_elsewhere, good, entry):
+    with pytest.raises(ValueError, match=r"x is on cpu but the model is on meta.*x\.to\('meta'\)"):
+        ENTRY_POINTS[entry](vae_elsewhere, good)

@@ -104,20 +104,20 @@ def _good() -> bytes:
     return idx_bytes(np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28), 0x08)
 
 
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (b"\x00\x00", "too short"),
-        (b"\x01\x00\x08\x03" + _good()[4:], "magic number 0x01000803"),
-        (b"\x00\x00\x0a\x03" + _good()[4:], "magic number 0x00000a03"),
-        (b"\x00\x00\x08\x00", "magic number 0x00000800"),
-        (_good()[:10], "truncated IDX header"),
-        (_good()[:-1], "truncated"),
-        (_good() + b"\x00", "trailing bytes"),
-        (gzip.compress(_good())[:-20], "corrupted gzip"),
-        (b"<html>not found</html>", "not an IDX file"),
-    ],
-)
+_BAD_IDX = [
+    (b"\x00\x00", "too short"),
+    (b"\x01\x00\x08\x03" + _good()[4:], "magic number 0x01000803"),
+    (b"\x00\x00\x0a\x03" + _good()[4:], "magic number 0x00000a03"),
+    (b"\x00\x00\x08\x00", "magic number 0x00000800"),
+    (_good()[:10], "truncated IDX header"),
+    (_good()[:-1], "truncated"),
+    (_good() + b"\x00", "trailing bytes"),
+    (gzip.compress(_good(), mtime=0)[:-20], "corrupted gzip"),  # the same bytes each run
+    (b"<html>not found</html>", "not an IDX file"),
+]
+
+
+@pytest.mark.parametrize(("content", "message"), _BAD_IDX, ids=[m for _, m in _BAD_IDX])
 def test_read_idx_rejects_bad_files(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad-idx3-ubyte.gz"
     path.write_bytes(content)

@@ -30,6 +30,7 @@ def test_mcem_trains_the_decoder_only_and_improves_the_complete_data_likelihood(
     cfg = TrainConfig(samples=2500, batch_size=50, lr=0.05, n_evals=6)
     h = fit_mcem(model, x, cfg, init_step=0.5, show_progress=False)
     assert isinstance(h, MCEMHistory) and h.samples[-1] == 2500
+    model.cpu()  # trained on the default device (a GPU, where there is one)
     assert all(
         torch.equal(a, b) for a, b in zip(enc_before, model.encoder.parameters(), strict=True)
     )
@@ -54,6 +55,7 @@ def test_mcem_raises_the_marginal_likelihood_estimated_by_appendix_d():
         show_progress=False,
     )
     gen = torch.Generator().manual_seed(5)
+    model.cpu()  # trained on the default device: back beside the data
     after = hmc_marginal(model, x[:20], 10, warmup=10, generator=gen).log_px.mean()
     assert after > before + 1.0
 

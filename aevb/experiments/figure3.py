@@ -32,6 +32,7 @@ import torch
 
 from .. import data, zoo
 from .._checks import check_model_data, check_positive_int
+from .._random import seeded
 from ..bound import dataset_bound
 from ..cache import trained_model
 from ..device import resolve_device
@@ -156,8 +157,7 @@ def evaluate(
         "hmc_test_per_digit": res.log_px[n:].tolist(),
     }
     if encoder:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
+        with seeded(seed + 1):
             lp = importance_log_px(model, x, s["importance_samples"])
         out["is_train"], out["is_test"] = float(lp[:n].mean()), float(lp[n:].mean())
         g = torch.Generator().manual_seed(seed + 2)
