@@ -371,9 +371,32 @@ def main(argv: list[str] | None = None) -> int:
         help="measure nothing: put the GPU sections of FILE (the report.json of "
         "scripts/device-check.sh) into --out",
     )
+    parser.add_argument(
+        "--long-run",
+        metavar="SAMPLES",
+        type=float,
+        help="measure only this: train Figure 2's models, batched, for SAMPLES per model (e.g. "
+        "1e7, a tenth of the paper's) on the GPU (the CPU if there is none), end to end, and "
+        "write the wall-clock time beside the projection to --out",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if args.merge_gpu:
+    if args.long_run:
+        report = {
+            "schema": SCHEMA,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(
+                ["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]
+            ),
+            "machine": machine(),
+            "long_run": _figure2.long_run(
+                int(args.long_run), "cuda" if torch.cuda.is_available() else "cpu"
+            ),
+        }
+        report["summary"] = {
+            "long_run_hours_at_paper_scale": report["long_run"]["hours_at_paper_scale"]
+        }
+    elif args.merge_gpu:
         report = merge_gpu(
             json.loads(out.read_text()),
             json.loads(Path(args.merge_gpu).read_text()),

@@ -97,6 +97,32 @@ def test_figure2_projection_runs_on_the_cpu(monkeypatch, one_thread):
     assert set(out["datasets"]["mnist"]["fixed_seconds"]) == {"alone 1", "alone 3", "batched eager"}
 
 
+def test_the_long_run_trains_end_to_end_and_scales_its_time_to_the_paper(
+    tmp_path, monkeypatch, one_thread
+):
+    torch.set_num_threads(1)
+    monkeypatch.setattr(
+        figure2, "figure2_models", lambda name: [build_model(ModelSpec(12, z, 6)) for z in (1, 3)]
+    )
+    g = torch.Generator().manual_seed(0)
+    protos = torch.rand(3, 12, generator=g).round()  # three binary patterns: learnable
+    x = protos[torch.randint(3, (300,), generator=g)]
+    monkeypatch.setattr(figure2, "_data", lambda name: (x, "three patterns"))
+    out_path = tmp_path / "long.json"
+    assert bench.main(["--long-run", "2000", "--out", str(out_path)]) == 0
+    report = _strict_json(out_path)
+    run = report["long_run"]
+    assert run["samples_per_model"] == 2000 and run["device"] in ("cpu", "cuda")
+    for row in run["datasets"].values():
+        assert row["steps"] == 20 and row["z_dims"] == [1, 3]
+        assert row["samples_per_s_per_model"] == pytest.approx(2000 / row["seconds"], rel=0.01)
+        first, last = row["train_bound_first_last"]["3"]
+        assert last > first  # it trained
+    total = sum(row["seconds"] for row in run["datasets"].values())
+    assert run["hours_at_paper_scale"] == pytest.approx(total * 1e8 / 2000 / 3600, rel=0.01)
+    assert report["summary"] == {"long_run_hours_at_paper_scale": run["hours_at_paper_scale"]}
+
+
 def test_the_operator_count_separates_kernels_from_views():
     a, b = torch.rand(3, 4), torch.rand(4, 5)
     counter = figure2._OperatorCount()
