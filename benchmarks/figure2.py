@@ -290,7 +290,7 @@ def long_run(samples: int, device: str | torch.device = "cuda", n_evals: int = 5
         out["datasets"][name] = dict(
             data=source,
             z_dims=[m.spec.z_dim for m in models],
-            seconds=round(seconds, 2),
+            seconds=round(seconds, 4),
             samples_per_s_per_model=round(samples / seconds, 1),
             steps=int(samples) // BATCH,
             train_bound_first_last={
@@ -298,6 +298,6 @@ def long_run(samples: int, device: str | torch.device = "cuda", n_evals: int = 5
                 for m, h in zip(models, histories, strict=True)
             },
         )
-    out["seconds"] = round(total, 2)
+    out["seconds"] = round(total, 4)
     out["hours_at_paper_scale"] = round(total * PAPER_SAMPLES / samples / 3600, 3)
     return out
