@@ -42,3 +42,13 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=_cuda_devices()):
         torch.manual_seed(seed)
         yield
+
+
+def seeded_by(
+    generator: torch.Generator | None, high: int
+) -> contextlib.AbstractContextManager[None]:
+    """:func:`seeded` with a seed drawn below ``high`` from ``generator``; with no generator,
+    a block that leaves the global generators to run on as they are."""
+    if generator is None:
+        return contextlib.nullcontext()
+    return seeded(int(torch.randint(high, (1,), generator=generator)))

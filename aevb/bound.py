@@ -15,14 +15,13 @@ Every function returns one value per datapoint, shape (batch,), in nats.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from typing import Protocol
 
 import torch
 from torch.distributions import Distribution, kl_divergence
 
 from ._checks import check_model_data, check_positive_int
-from ._random import seeded
+from ._random import seeded_by
 
 ESTIMATORS: tuple[str, ...] = ("A", "B")
 
@@ -135,10 +134,7 @@ def dataset_bound(
     total = 0.0
     # The noise under a seed drawn from ``generator``; torch's global generators are left as
     # they were (CPU and CUDA: a training loop's noise must not depend on its evaluations).
-    fork = nullcontext()
-    if generator is not None:
-        fork = seeded(int(torch.randint(2**31 - 1, (1,), generator=generator)))
-    with fork:
+    with seeded_by(generator, 2**31 - 1):
         for start in range(0, x.shape[0], batch_size):
             total += float(_elbo(model, x[start : start + batch_size], L, estimator).sum())
     return total / x.shape[0]

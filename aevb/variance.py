@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +36,7 @@ import torch
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from ._checks import check_finite, check_model_data, check_positive_int
-from ._random import seeded
+from ._random import seeded_by
 from .estimators import pathwise_surrogate, score_function_surrogate
 
 Function = Callable[[torch.Tensor], torch.Tensor]
@@ -244,10 +243,7 @@ def gaussian_gradient_draws(
     check_finite(m, "mu", "pass a finite mean")
     leaf = m.expand(n, -1).clone().requires_grad_(True)
     q = Independent(Normal(leaf, torch.full_like(leaf, float(sigma)), validate_args=False), 1)
-    fork = nullcontext()
-    if generator is not None:
-        fork = seeded(int(torch.randint(2**62, (1,), generator=generator)))
-    with fork:
+    with seeded_by(generator, 2**62):
         (grad,) = torch.autograd.grad(_surrogate(f, q, L, estimator, baseline), leaf)
     return grad.detach()
 

@@ -204,16 +204,23 @@ def figure2_section(quick: bool, skip_gpu: bool) -> dict:
     return section
 
 
+def _header(argv: list[str] | None) -> dict:
+    """What every report starts with: its schema, when, by which command, on which machine."""
+    return {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine(),
+    }
+
+
 def build_report(args, argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     report: dict = {
-        "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]),
+        **_header(argv),
         "quick": args.quick,
-        "machine": machine(),
         "load_at_start": _load(),
         "targets": TARGETS,
     }
@@ -383,12 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.long_run:
         report = {
-            "schema": SCHEMA,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(
-                ["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)]
-            ),
-            "machine": machine(),
+            **_header(argv),
             "long_run": _figure2.long_run(
                 int(args.long_run), "cuda" if torch.cuda.is_available() else "cpu"
             ),
