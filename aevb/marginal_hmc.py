@@ -266,36 +266,6 @@ def hmc_marginal(
     if n_samples < 2:
         raise ValueError("n_samples must be >= 2 (q's covariance is fitted from them)")
     check_model_data(model, x)
-    return _hmc_marginal(
-        model,
-        x,
-        n_samples,
-        warmup=warmup,
-        n_leapfrog=n_leapfrog,
-        step_size=step_size,
-        target_accept=target_accept,
-        jitter=jitter,
-        scale=scale,
-        z0=z0,
-        generator=generator,
-    )
-
-
-def _hmc_marginal(
-    model,
-    x: torch.Tensor,
-    n_samples: int,
-    *,
-    warmup: int,
-    n_leapfrog: int,
-    step_size: float,
-    target_accept: float,
-    jitter: float,
-    scale: float,
-    z0: torch.Tensor | None,
-    generator: torch.Generator | None,
-) -> HMCMarginal:
-    """:func:`hmc_marginal` once ``x`` is checked."""
     log_joint = _posterior_log_prob(model, x)
     z_dim = int(model.prior().event_shape[0])
     if z0 is None:
