@@ -22,6 +22,12 @@ figure2
 chapters
     with ``--chapters``: every book/*.ipynb executed cold in the book profile, its time and
     peak memory; with ``--from-build``: the times the last book build stored.
+throughput_runs
+    every throughput measurement ever written to this report, not only the latest: each run's
+    rounds (ratio to the conventional loop, fraction of the matmul speed, matmul speed), its
+    date and the commit it measured. A new run appends to the list it finds in ``--out``; the
+    summary pools the rounds of all of them (the machine's speed drifts between runs as
+    between rounds, so one run of five rounds can land well above or below the others).
 
 ``--quick`` is a tiny configuration that only checks that everything runs (the tests use it).
 """
@@ -34,6 +40,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -280,11 +287,19 @@ def _skipped(section: dict) -> bool:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """``new`` with the sections it skipped taken from ``old`` (``--update``)."""
+    """``new`` with the sections it skipped taken from ``old`` (``--update``), and ``old``'s GPU
+    measurement of Figure 2 where ``new`` has none (a CPU machine cannot measure it)."""
     merged = dict(new)
     for key in ("throughput", "figure2"):
         if _skipped(new[key]) and key in old:
             merged[key] = old[key]
+    # A run on a machine without a GPU measures Figure 2 on the CPU only: the GPU numbers merged
+    # from a device run (--merge-gpu) stay, with the machine they were measured on.
+    old_gpu = old.get("figure2", {}).get("gpu", {})
+    if old_gpu.get("measured") and not merged["figure2"].get("gpu", {}).get("measured"):
+        merged["figure2"] = {**merged["figure2"], "gpu": old_gpu}
+        if "gpu_machine" in old:
+            merged["gpu_machine"] = old["gpu_machine"]
     for key in ("chapters", "chapters_gpu"):
         if not new.get(key, {}).get("measured") and old.get(key, {}).get("measured"):
             merged[key] = old[key]
@@ -312,6 +327,72 @@ def merge_gpu(report: dict, gpu_report: dict, source: str) -> dict:
     return merged
 
 
+RUN_KEYS = ("ratio_vs_conventional_runs", "fraction_of_matmul_runs", "matmul_gflops_runs")
+
+
+def _commit() -> str | None:
+    """The commit this checkout is at (short hash; ``+`` when tracked files differ from it), or
+    None outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        if head.returncode != 0:
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+" if dirty else "")
+
+
+def throughput_run(report: dict, commit: str | None) -> dict:
+    """The entry of ``throughput_runs`` for the throughput section ``report`` measured."""
+    tp = report["throughput"]
+    return {
+        "created": report["created"],
+        "commit": commit,
+        "cpu": report["machine"].get("cpu"),
+        "torch": report["machine"].get("torch"),
+        "threads": tp.get("torch_threads"),
+        "samples_per_run": tp["samples_per_run"],
+        "cases": {row["name"]: {k: row[k] for k in RUN_KEYS} for row in tp["cases"]},
+    }
+
+
+def keep_runs(old: dict, report: dict, measured_now: bool, commit: str | None) -> dict:
+    """``report`` with the runs ``old`` kept, and this run's throughput appended when it measured
+    one (a ``--quick`` run is a check of the code, not a measurement: it is not kept)."""
+    runs = list(old.get("throughput_runs", []))
+    if measured_now and report["throughput"].get("measured") and not report.get("quick"):
+        runs.append(throughput_run(report, commit))
+    out = dict(report)
+    if runs:
+        out["throughput_runs"] = runs
+    out["summary"] = summary(out)
+    return out
+
+
+def pooled(runs: list[dict], target: float = TARGETS["ratio_vs_conventional"]) -> dict:
+    """Per model, every round of every run kept: how many runs and rounds, the median of the
+    rounds' ratios to the conventional loop, and how many rounds reach ``target``."""
+    rounds: dict[str, list[float]] = {}
+    for run in runs:
+        for name, case in run["cases"].items():
+            rounds.setdefault(name, []).extend(case["ratio_vs_conventional_runs"])
+    return {
+        name: {
+            "runs": sum(name in run["cases"] for run in runs),
+            "rounds": len(ratios),
+            "median_ratio_vs_conventional": round(statistics.median(ratios), 2),
+            "rounds_at_target": sum(r >= target for r in ratios),
+        }
+        for name, ratios in rounds.items()
+    }
+
+
 def summary(report: dict) -> dict:
     """The headline numbers, each beside its target."""
     out: dict = {}
@@ -336,6 +417,8 @@ def summary(report: dict) -> dict:
             out["book"]["build_max_rss_mb"] = ch["build"]["max_rss_mb"]
     gpu = report.get("figure2", {}).get("gpu", {})
     out["figure2_gpu_hours"] = gpu.get("projected_hours_batched") if gpu.get("measured") else None
+    if report.get("throughput_runs"):
+        out["every_cpu_run"] = pooled(report["throughput_runs"])
     return out
 
 
@@ -406,8 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         report = build_report(args, argv)
-        if args.update and out.is_file():
-            report = merge(json.loads(out.read_text()), report)
+        old = json.loads(out.read_text()) if out.is_file() else {}
+        if args.update and old:
+            report = merge(old, report)
+        measured = not (args.quick or args.skip_throughput)
+        report = keep_runs(old, report, measured, _commit() if measured else None)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
     tmp.write_text(json.dumps(report, indent=1) + "\n")

@@ -334,7 +334,90 @@ def test_gpu_sections_of_a_device_run_merge_into_the_report(tmp_path, one_thread
     assert after["gpu_machine"]["gpu"] == "a GPU"
     assert after["throughput"] == before["throughput"]
     assert after["figure2"]["cpu"] == before["figure2"]["cpu"]
+    # `make bench` (--update) on a machine without a GPU measures Figure 2 on the CPU only:
+    # the merged GPU numbers and their machine stay.
+    cpu_only = {
+        "command": "python -m benchmarks --update",
+        "throughput": {"measured": False, "reason": "skipped (--skip-throughput)"},
+        "figure2": {"cpu": {"measured": True}, "gpu": {"measured": False, "reason": "no CUDA"}},
+    }
+    updated = bench.merge(after, cpu_only)
+    assert updated["figure2"] == {"cpu": {"measured": True}, "gpu": gpu}
+    assert (
+        updated["gpu_machine"]["gpu"] == "a GPU" and updated["summary"]["figure2_gpu_hours"] == 0.5
+    )
     # A report without GPU numbers is refused, and the message says how to get one.
     device.write_text(json.dumps(before))
     with pytest.raises(SystemExit, match="device-check.sh"):
         bench.main(["--merge-gpu", str(device), "--out", str(out)])
+
+
+def _measured_report(created: str, ratios: list[float], *, quick: bool = False) -> dict:
+    """A report's throughput section as the benchmark writes it (numbers made up)."""
+    n = len(ratios)
+    row = {
+        "name": "784-500-20, batch 100",
+        "samples_per_s": {"aevb": 1.0},
+        "ratio_vs_conventional_runs": ratios,
+        "fraction_of_matmul_runs": [0.5] * n,
+        "matmul_gflops_runs": [100.0] * n,
+    }
+    return {
+        "created": created,
+        "quick": quick,
+        "machine": {"cpu": "a CPU", "torch": "2.13.0+cpu"},
+        "throughput": {
+            "measured": True,
+            "torch_threads": 2,
+            "samples_per_run": 100,
+            "cases": [row],
+        },
+    }
+
+
+def test_every_measured_throughput_run_is_kept_in_order_and_pooled():
+    first = bench.keep_runs({}, _measured_report("t1", [3.0, 4.0, 5.0]), True, "abc1234")
+    (run,) = first["throughput_runs"]
+    assert run["created"] == "t1" and run["commit"] == "abc1234" and run["threads"] == 2
+    assert run["cases"]["784-500-20, batch 100"]["ratio_vs_conventional_runs"] == [3.0, 4.0, 5.0]
+    second = bench.keep_runs(first, _measured_report("t2", [3.5]), True, "def5678+")
+    assert [r["commit"] for r in second["throughput_runs"]] == ["abc1234", "def5678+"]
+    # Pooled over every round of every run: the median of 3, 3.5, 4, 5 and the rounds at 4x.
+    pool = second["summary"]["every_cpu_run"]["784-500-20, batch 100"]
+    assert pool == {
+        "runs": 2,
+        "rounds": 4,
+        "median_ratio_vs_conventional": 3.75,
+        "rounds_at_target": 2,
+    }
+    # A --quick run checks the code and a run that skipped the throughput measured none:
+    # neither is kept, and neither drops the runs already kept.
+    quick = bench.keep_runs(second, _measured_report("t3", [9.0], quick=True), True, "x")
+    skipped = bench.keep_runs(second, _measured_report("t4", [9.0]), False, None)
+    for report in (quick, skipped):
+        assert report["throughput_runs"] == second["throughput_runs"]
+
+
+def test_a_run_that_measures_no_throughput_keeps_the_runs_of_the_report(tmp_path, one_thread):
+    out = tmp_path / "report.json"
+    assert bench.main(["--quick", "--skip-figure2", "--threads", "1", "--out", str(out)]) == 0
+    report = _strict_json(out)
+    assert "throughput_runs" not in report  # a --quick run is not kept
+    kept = bench.keep_runs({}, _measured_report("t1", [3.0]), True, "abc1234")["throughput_runs"]
+    out.write_text(json.dumps({**report, "throughput_runs": kept}))
+    argv = ["--quick", "--skip-throughput", "--skip-figure2", "--out", str(out)]
+    assert bench.main(argv) == 0  # without --update too: the runs are never dropped
+    again = _strict_json(out)
+    assert again["throughput_runs"] == kept
+    assert again["summary"]["every_cpu_run"]["784-500-20, batch 100"]["rounds"] == 1
+
+
+def test_the_commit_of_a_run_is_read_from_git_or_none(monkeypatch):
+    commit = bench._commit()
+    assert commit is None or commit.rstrip("+").isalnum()
+
+    def no_git(*args, **kwargs):
+        raise OSError("git: not found")
+
+    monkeypatch.setattr(bench.subprocess, "run", no_git)
+    assert bench._commit() is None
