@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from . import _fused
+from ._random import training_seed
 from .device import resolve_device
 from .models import VAE, GaussianMLPDecoder
 from .progress import training_progress
@@ -330,7 +331,7 @@ def fit_batched(
     # A step captured in a CUDA graph needs an optimizer that can be captured (Adam: capturable).
     optimizer = make_optimizer(params, config, capturable=use_graph and dev.type == "cuda")
     # Each model's noise: its own generator, seeded as fit() seeds torch's global one.
-    gens = [torch.Generator(device=dev).manual_seed(config.seed) for _ in models]
+    gens = [torch.Generator(device=dev).manual_seed(training_seed(config.seed)) for _ in models]
     histories = [History() for _ in models]
     clock = EvalClock(config.samples, config.batch_size, config.n_evals)
     # The last parameters whose bounds were all finite, and those waiting for their check.

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ._random import draw_salt, training_seed
 from .checkpoint import CheckpointError
 from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
@@ -45,16 +46,16 @@ TRAINING_REVISION = 2
 def model_key(spec: ModelSpec, config: TrainConfig, data_fingerprint: str, tag: str = "") -> str:
     """The cache key: a SHA-256 over spec, config, data fingerprint, an optional tag and
     :data:`TRAINING_REVISION`."""
-    blob = json.dumps(
-        {
-            "spec": spec.to_dict(),
-            "config": config.to_dict(),
-            "data": data_fingerprint,
-            "tag": tag,
-            "revision": TRAINING_REVISION,
-        },
-        sort_keys=True,
-    )
+    fields = {
+        "spec": spec.to_dict(),
+        "config": config.to_dict(),
+        "data": data_fingerprint,
+        "tag": tag,
+        "revision": TRAINING_REVISION,
+    }
+    if draw_salt():  # the book as published keeps its keys; a salted build has its own
+        fields["salt"] = draw_salt()
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -129,7 +130,7 @@ def cached_training(
             aside = path.with_suffix(".corrupt")
             os.replace(path, aside)
             warnings.warn(f"{err}; moved it to {aside} and training again", stacklevel=3)
-    model = build_model(spec, seed=config.seed)
+    model = build_model(spec, seed=training_seed(config.seed))
     if verbose:
         print(f"aevb: training {label} {what}")
     partial = path.with_suffix(".partial")  # never mistaken for a finished model

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ._checks import check_positive_int
-from ._random import keeps_global_rng
+from ._random import keeps_global_rng, training_seed
 from .cache import cached_training
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
@@ -124,10 +124,11 @@ def fit_mcem(
     if td.x.shape[0] == 0:
         raise ValueError("train_x holds no datapoints; pass at least one row to train on")
     N, M = td.x.shape[0], config.batch_size
-    gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    bin_gen = binarize_generator(dev, config.seed, gen)
-    torch.manual_seed(config.seed)
-    chains = torch.Generator(device="cpu").manual_seed(config.seed + 11)  # HMC's randomness
+    seed = training_seed(config.seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    bin_gen = binarize_generator(dev, seed, gen)
+    torch.manual_seed(seed)
+    chains = torch.Generator(device="cpu").manual_seed(seed + 11)  # HMC's randomness
     # One persistent chain per datapoint, started from the prior; one shared step size.
     z_state = torch.randn(N, model.z_dim, generator=chains).to(dev)
     step_size = torch.tensor(float(init_step), device=dev)

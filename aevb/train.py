@@ -38,7 +38,7 @@ from torch.optim.adagrad import adagrad as _fused_adagrad_update
 
 from . import _fused
 from . import data as _data
-from ._random import keeps_global_rng
+from ._random import keeps_global_rng, training_seed
 from .bound import ESTIMATORS, _elbo, dataset_bound
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import resolve_device
@@ -321,8 +321,9 @@ def minibatches(data: TrainingData, config: TrainConfig, dev: torch.device):
     Deterministic for ``config.seed``: the permutations (and, on the CPU, the binary pixels)
     come from one CPU generator seeded with it.
     """
-    gen = torch.Generator(device="cpu").manual_seed(config.seed)
-    bin_gen = binarize_generator(dev, config.seed, gen)
+    seed = training_seed(config.seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    bin_gen = binarize_generator(dev, seed, gen)
     x, N, M = data.x, data.x.shape[0], config.batch_size
     while True:
         perm = torch.randperm(N, generator=gen).to(dev)
@@ -371,7 +372,7 @@ def fit(
     model.to(dev)
     data = training_data(model, train_x, test_x, config, dev)
     N = data.x.shape[0]
-    torch.manual_seed(config.seed)
+    torch.manual_seed(training_seed(config.seed))
     eval_train, eval_test = data.eval_train, data.eval_test
 
     params = [p for p in model.parameters() if p.requires_grad]

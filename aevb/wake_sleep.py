@@ -29,7 +29,7 @@ import time
 import torch
 
 from ._checks import check_model_data, check_positive_int
-from ._random import keeps_global_rng
+from ._random import keeps_global_rng, training_seed
 from .cache import cached_training
 from .checkpoint import save_checkpoint
 from .device import resolve_device
@@ -158,8 +158,8 @@ def fit_wake_sleep(
     if data.x.shape[0] == 0:
         raise ValueError("train_x holds no datapoints; pass at least one row to train on")
     N, M = data.x.shape[0], config.batch_size
-    torch.manual_seed(config.seed)
-    dreams = torch.Generator(device="cpu").manual_seed(config.seed + 7)
+    torch.manual_seed(training_seed(config.seed))
+    dreams = torch.Generator(device="cpu").manual_seed(training_seed(config.seed) + 7)
 
     enc = [p for p in model.encoder.parameters() if p.requires_grad]
     dec = [p for p in model.decoder.parameters() if p.requires_grad]
@@ -227,8 +227,9 @@ def _check_model_and_config(model, config, fn: str) -> None:
 
 def seeded_model(spec: ModelSpec, seed: int) -> VAE:
     """A freshly initialised model whose initial weights depend on ``seed`` only (not on the
-    global random state): :func:`aevb.models.build_model` with a seed."""
-    return build_model(spec, seed=seed)
+    global random state): :func:`aevb.models.build_model` with a seed (moved by the draw salt,
+    :func:`aevb._random.training_seed`)."""
+    return build_model(spec, seed=training_seed(seed))
 
 
 def trained_wake_sleep(

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aevb._random import seeded
+from aevb._random import SALT_VARIABLE, draw_salt, seeded, training_seed
 from aevb.bound import dataset_bound
+from aevb.cache import model_key
 from aevb.models import ModelSpec, build_model
 from aevb.train import TrainConfig, fit
 
@@ -73,3 +74,58 @@ def test_the_evaluations_do_not_change_what_fit_trains_to(device):
         runs.append([p.detach().cpu() for p in model.parameters()])
     for a, b in zip(*runs, strict=True):
         assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------- the draw salt
+
+
+@pytest.mark.parametrize("raw, salt", [(None, 0), ("", 0), ("0", 0), ("2", 2), (" 3 ", 3)])
+def test_the_draw_salt_is_read_from_the_environment(monkeypatch, raw, salt):
+    if raw is None:
+        monkeypatch.delenv(SALT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(SALT_VARIABLE, raw)
+    assert draw_salt() == salt
+    assert training_seed(5) == (5 if salt == 0 else 5 + salt * 1_000_003)
+
+
+@pytest.mark.parametrize("raw", ["-1", "1.5", "one", "1e3"])
+def test_a_bad_draw_salt_is_a_clear_error_naming_the_variable(monkeypatch, raw):
+    monkeypatch.setenv(SALT_VARIABLE, raw)
+    with pytest.raises(ValueError, match=r"AEVB_DRAW_SALT=.*whole number >= 0"):
+        draw_salt()
+
+
+def _salted_fit(monkeypatch, salt):
+    if salt is None:
+        monkeypatch.delenv(SALT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(SALT_VARIABLE, str(salt))
+    x = torch.rand(300, 12, generator=torch.Generator().manual_seed(0))
+    model = build_model(ModelSpec(12, 2, 8, "bernoulli"), seed=0)
+    history = fit(model, x, TrainConfig(samples=600, batch_size=20, n_evals=2), show_progress=False)
+    return [p.detach().clone() for p in model.parameters()], history
+
+
+def test_a_salt_trains_on_other_draws_and_no_salt_trains_as_before(monkeypatch):
+    unset, h_unset = _salted_fit(monkeypatch, None)
+    zero, _ = _salted_fit(monkeypatch, 0)
+    one, h_one = _salted_fit(monkeypatch, 1)
+    one_again, _ = _salted_fit(monkeypatch, 1)
+    assert all(torch.equal(a, b) for a, b in zip(unset, zero, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(one, one_again, strict=True))  # deterministic
+    assert not any(torch.equal(a, b) for a, b in zip(unset, one, strict=True))
+    # The evaluations keep their own draws: the same datapoints and noise, other parameters.
+    assert h_one.samples == h_unset.samples and h_one.train_bound != h_unset.train_bound
+
+
+def test_a_salted_build_has_cache_keys_of_its_own(monkeypatch):
+    spec, config = ModelSpec(12, 2, 8, "bernoulli"), TrainConfig(samples=600)
+    monkeypatch.delenv(SALT_VARIABLE, raising=False)
+    published = model_key(spec, config, "data")
+    monkeypatch.setenv(SALT_VARIABLE, "0")
+    assert model_key(spec, config, "data") == published
+    monkeypatch.setenv(SALT_VARIABLE, "1")
+    salted = model_key(spec, config, "data")
+    monkeypatch.setenv(SALT_VARIABLE, "2")
+    assert len({published, salted, model_key(spec, config, "data")}) == 3
