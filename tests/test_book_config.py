@@ -407,3 +407,34 @@ def test_docstrings_are_valid_rst_for_the_api_page():
         if doc:
             problems += [f"{name}: {p}" for p in _rst_problems(inspect.cleandoc(doc))]
     assert not problems, "\n".join(problems)
+
+
+def _make_dry_run(*args: str) -> str:
+    """What ``make -n ARGS`` would run, continued lines joined."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed")
+    out = subprocess.run(
+        ["make", "-n", *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    )
+    return out.stdout.replace("\\\n", " ")  # one line per command
+
+
+def test_a_book_built_under_a_draw_salt_is_another_profile_for_the_execution_cache():
+    """The execution cache keys a chapter by its code: a build with AEVB_DRAW_SALT must not be
+    served the published build's outputs (and the other way round)."""
+    published = _make_dry_run("book", "AEVB_PROFILE=book", "AEVB_DRAW_SALT=")
+    salted = _make_dry_run("book", "AEVB_PROFILE=book", "AEVB_DRAW_SALT=2")
+    assert '!= "book" ]' in published and "> _build/.aevb-profile" in published
+    assert '!= "book salt 2" ]' in salted
+    assert '!= "book" ]' in _make_dry_run("book", "AEVB_PROFILE=book", "AEVB_DRAW_SALT=0")
+
+
+def test_check_draws_runs_every_chapter_on_other_draws_with_its_own_model_cache():
+    line = next(
+        ln for ln in _make_dry_run("check-draws", "DRAW_SALT=3").splitlines() if "pytest" in ln
+    )
+    assert "AEVB_DRAW_SALT=3" in line and "AEVB_PROFILE=book" in line
+    assert "_build/salt-3/cache" in line and "--nbval-lax" in line and line.endswith("book")
