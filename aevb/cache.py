@@ -44,8 +44,9 @@ TRAINING_REVISION = 2
 
 
 def model_key(spec: ModelSpec, config: TrainConfig, data_fingerprint: str, tag: str = "") -> str:
-    """The cache key: a SHA-256 over spec, config, data fingerprint, an optional tag and
-    :data:`TRAINING_REVISION`."""
+    """The cache key: a SHA-256 over spec, config, data fingerprint, an optional tag,
+    :data:`TRAINING_REVISION` and, when it is not 0, the draw salt
+    (:func:`aevb._random.draw_salt`)."""
     fields = {
         "spec": spec.to_dict(),
         "config": config.to_dict(),

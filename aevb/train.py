@@ -365,7 +365,8 @@ def fit(
     The bound is evaluated (estimator B, L = 1, fixed noise) on up to ``config.eval_points``
     training and test datapoints at log-spaced points of training. With ``checkpoint`` the
     model, optimizer and history are saved atomically at every evaluation. Deterministic on
-    CPU for a given ``config.seed``. If the bound turns NaN or infinite, training stops with
+    CPU for a given ``config.seed`` (moved by ``AEVB_DRAW_SALT`` when it is set:
+    :func:`aevb._random.training_seed`). If the bound turns NaN or infinite, training stops with
     :class:`NonFiniteBoundError` naming the step, and ``model`` keeps the last good parameters.
     """
     dev = resolve_device(device)
