@@ -266,7 +266,8 @@ def test_mnist_download_failing_checksum_is_discarded(net: FakeNetwork, caplog, 
 def test_corrupted_mnist_cache_is_never_used(net: FakeNetwork, tmp_path: Path, network: str):
     bad = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
     bad.parent.mkdir()
-    bad.write_bytes(gzip.compress(_good()))  # a valid IDX file, but not MNIST's
+    # a valid IDX file, but not MNIST's (mtime=0: the same bytes whenever it is compressed)
+    bad.write_bytes(gzip.compress(_good(), mtime=0))
     if network == "bad bytes":
         for url in data._MNIST_FILES["train-images"].urls:
             net.files[url] = b"garbage"
@@ -276,7 +277,7 @@ def test_corrupted_mnist_cache_is_never_used(net: FakeNetwork, tmp_path: Path, n
     assert str(bad) in message and "corrupted" in message and "not used" in message
     assert data._MNIST_FILES["train-images"].sha256 in message
     assert ("download=True" if network == "none" else "network on") in message
-    assert bad.read_bytes() == gzip.compress(_good())  # not replaced, not deleted
+    assert bad.read_bytes() == gzip.compress(_good(), mtime=0)  # not replaced, not deleted
     assert (net.calls == []) == (network == "none")
 
 
