@@ -81,6 +81,13 @@ def draw_salt() -> int:
     return int(raw)
 
 
+def with_salt(fields: dict) -> dict:
+    """``fields`` of a cache key, with the draw salt added when there is one (the book as
+    published keeps its keys; a salted build has keys of its own)."""
+    salt = draw_salt()
+    return {**fields, "salt": salt} if salt else fields
+
+
 def training_seed(seed: int) -> int:
     """``seed`` moved by the draw salt (:func:`draw_salt`): ``seed`` itself when there is none."""
     return int(seed) + _SALT_STRIDE * draw_salt()

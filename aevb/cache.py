@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ._random import draw_salt, training_seed
+from ._random import training_seed, with_salt
 from .checkpoint import CheckpointError
 from .device import resolve_device
 from .models import VAE, ModelSpec, build_model
@@ -54,9 +54,7 @@ def model_key(spec: ModelSpec, config: TrainConfig, data_fingerprint: str, tag: 
         "tag": tag,
         "revision": TRAINING_REVISION,
     }
-    if draw_salt():  # the book as published keeps its keys; a salted build has its own
-        fields["salt"] = draw_salt()
-    blob = json.dumps(fields, sort_keys=True)
+    blob = json.dumps(with_salt(fields), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

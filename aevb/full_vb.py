@@ -39,7 +39,7 @@ from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from . import data as _data
 from ._checks import check_data, check_model_data, check_positive_int, check_positive_number
-from ._random import draw_salt, keeps_global_rng, training_seed
+from ._random import keeps_global_rng, training_seed, with_salt
 from .bound import dataset_bound
 from .cache import cache_root
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -398,8 +398,9 @@ def fit_full_vb(
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr={lr!r}; use a positive step size such as 3e-3")
     check_model_data(model, train_x)
-    gen = torch.Generator().manual_seed(training_seed(seed))
-    torch.manual_seed(training_seed(seed))
+    train_seed = training_seed(seed)  # the evaluations below keep ``seed`` itself
+    gen = torch.Generator().manual_seed(train_seed)
+    torch.manual_seed(train_seed)
     N = train_x.shape[0]
     batch_size = min(batch_size, N)  # fewer datapoints than a minibatch: one full batch
     x = train_x.float()
@@ -500,10 +501,8 @@ def trained_full_vb(
         "estimator": estimator,
         "seed": seed,
     }
-    fields = {"config": config, "data": fp}
-    if draw_salt():  # as aevb.cache.model_key: a salted build has keys of its own
-        fields["salt"] = draw_salt()
-    key = "fullvb-" + hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
+    blob = json.dumps(with_salt({"config": config, "data": fp}), sort_keys=True)
+    key = "fullvb-" + hashlib.sha256(blob.encode()).hexdigest()[:24]
     path = cache_root() / "models" / f"{key}.pt"
     torch.manual_seed(training_seed(seed))
     model = FullVBVAE(x.shape[1], z_dim, hidden, init_log_sigma)

@@ -158,8 +158,9 @@ def fit_wake_sleep(
     if data.x.shape[0] == 0:
         raise ValueError("train_x holds no datapoints; pass at least one row to train on")
     N, M = data.x.shape[0], config.batch_size
-    torch.manual_seed(training_seed(config.seed))
-    dreams = torch.Generator(device="cpu").manual_seed(training_seed(config.seed) + 7)
+    seed = training_seed(config.seed)
+    torch.manual_seed(seed)
+    dreams = torch.Generator(device="cpu").manual_seed(seed + 7)
 
     enc = [p for p in model.encoder.parameters() if p.requires_grad]
     dec = [p for p in model.decoder.parameters() if p.requires_grad]
