@@ -39,8 +39,10 @@ def cache_root() -> Path:
 #: to the training code changes what a configuration trains to (a different draw of the noise
 #: or of the binary pixels, another rounding of a step), so that a cache filled by an earlier
 #: version is never taken for this version's results. 2: on a GPU, the evaluations inside
-#: ``fit`` no longer re-seed the training noise (the CPU trains as under 1).
-TRAINING_REVISION = 2
+#: ``fit`` no longer re-seed the training noise (the CPU trains as under 1). 3: dynamic
+#: binarization draws 16 random bits per pixel (:func:`aevb.train.binarize_batch`), and ``fit``'s
+#: fast path computes tanh as 2σ(2h) − 1.
+TRAINING_REVISION = 3
 
 
 def model_key(spec: ModelSpec, config: TrainConfig, data_fingerprint: str, tag: str = "") -> str:

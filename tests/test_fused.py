@@ -163,3 +163,52 @@ def test_an_infinite_logit_on_the_fast_path_stops_fit_with_the_last_good_paramet
     with pytest.raises(NonFiniteBoundError, match="became -inf at step 0"):
         fit(model, data, TrainConfig(samples=400, batch_size=40), show_progress=False)
     assert all(torch.equal(p.cpu(), q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize(
+    "estimator,optimizer,fail_at",
+    [
+        ("B", "adagrad", 100),  # the fast path; the last copy at step 64, 35 steps replayed
+        ("B", "adagrad", 64),  # the copy was due at the failing step: the one before is used
+        ("A", "adagrad", 70),  # the general path (autograd)
+        ("B", "adam", 1),  # Adam makes its state at its first step, after the first copy
+        ("B", "adam", 130),
+    ],
+)
+def test_a_non_finite_bound_mid_run_leaves_the_parameters_of_the_step_before_bit_for_bit(
+    monkeypatch, estimator, optimizer, fail_at
+):
+    """fit() copies the parameters every 64 steps, not every step, and replays the steps since
+    the copy: the model is left exactly as a run stopped one step before the failure."""
+    x, M = _data(400), 20
+    cfg = dict(batch_size=M, estimator=estimator, optimizer=optimizer, eval_points=50, n_evals=4)
+    before = _model()
+    if fail_at > 1:
+        fit(before, x, TrainConfig(samples=(fail_at - 1) * M, **cfg), show_progress=False)
+
+    calls = {"n": 0}
+    if estimator == "B":
+        real = fused.FusedELBO.step
+
+        def step(self, batch, exact=True):
+            out = real(self, batch, exact=True)
+            calls["n"] += 1
+            return torch.tensor(float("nan")) if calls["n"] == fail_at + 1 else out
+
+        monkeypatch.setattr(fused.FusedELBO, "step", step)
+    else:
+        import aevb.train as train
+
+        real = train._elbo
+
+        def elbo(*args):
+            out = real(*args)
+            calls["n"] += 1
+            return out * float("nan") if calls["n"] == fail_at + 1 else out
+
+        monkeypatch.setattr(train, "_elbo", elbo)
+    failed = _model()
+    with pytest.raises(NonFiniteBoundError, match=f"at step {fail_at} "):
+        fit(failed, x, TrainConfig(samples=400 * M, **cfg), show_progress=False)
+    for p, q in zip(failed.parameters(), before.parameters(), strict=True):
+        assert torch.equal(p, q)
