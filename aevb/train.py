@@ -21,7 +21,8 @@ Dynamic binarization draws each minibatch's binary pixels when the minibatch is 
 
 The pieces of the loop that the other training algorithms share (wake-sleep, Monte Carlo EM,
 the batched trainer) are public here: :func:`training_data`, :func:`minibatches`,
-:func:`binarize_batch`, :class:`EvalClock`, :func:`record_bound`, :func:`stop_if_not_finite`.
+:func:`binarize_batch`, :class:`EvalClock`, :func:`record_bound`, :func:`stop_if_not_finite`
+(they copy the parameters at every step; ``fit`` keeps them with :class:`Rollback`).
 """
 
 from __future__ import annotations
@@ -484,7 +485,8 @@ def fit(
     model, optimizer and history are saved atomically at every evaluation. Deterministic on
     CPU for a given ``config.seed`` (moved by ``AEVB_DRAW_SALT`` when it is set:
     :func:`aevb._random.training_seed`). If the bound turns NaN or infinite, training stops with
-    :class:`NonFiniteBoundError` naming the step, and ``model`` keeps the last good parameters.
+    :class:`NonFiniteBoundError` naming the step, and ``model`` keeps the last good parameters
+    (those of the step before, bit for bit: :class:`Rollback`).
     """
     dev = resolve_device(device)
     model.to(dev)
