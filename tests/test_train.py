@@ -189,13 +189,17 @@ def test_dynamic_binarization_draws_each_pixel_with_its_grey_level():
     assert b.shape == x.shape and b.dtype == torch.float32
     assert set(b.unique().tolist()) <= {0.0, 1.0}
     p = b.mean(0)
-    assert p[0] == 0.0 and p[-1] == 1.0  # u in [0, 1): never below 0, always below 1
+    assert p[0] == 0.0 and p[-1] == 1.0  # u in (0, 1): never below 0, always below 1
     sd = (levels * (1 - levels) / x.shape[0]).sqrt()
     assert ((p - levels).abs() <= 5 * sd + 1e-12).all(), (p, levels)
     # pixels are independent: neighbours of grey level 0.5 agree half the time
     half = train.binarize_batch(torch.full((2000, 784), 0.5), g)
     agree = (half[:, :-1] == half[:, 1:]).float().mean()
     assert abs(float(agree) - 0.5) < 0.005
+    # 16 bits per pixel, four pixels per 64-bit draw: a size that is not a multiple of four,
+    # and every pixel of a draw its own
+    odd = train.binarize_batch(torch.full((3, 7), 0.5), torch.Generator().manual_seed(1))
+    assert odd.shape == (3, 7) and set(odd.unique().tolist()) <= {0.0, 1.0}
     # the same generator state gives the same draw
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert torch.equal(train.binarize_batch(x[:50], g1), train.binarize_batch(x[:50], g2))
