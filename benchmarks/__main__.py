@@ -333,8 +333,9 @@ RUN_KEYS = ("ratio_vs_conventional_runs", "fraction_of_matmul_runs", "matmul_gfl
 
 
 def _commit() -> str | None:
-    """The commit this checkout is at (short hash; ``+`` when tracked files differ from it), or
-    None outside a git checkout."""
+    """The commit this checkout is at (short hash; ``+`` when tracked files other than the
+    report itself differ from it: a run after another has written the report measures the same
+    code), or None outside a git checkout."""
     root = Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> subprocess.CompletedProcess:
@@ -344,7 +345,9 @@ def _commit() -> str | None:
         head = git("rev-parse", "--short", "HEAD")
         if head.returncode != 0:
             return None
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+        dirty = git(
+            "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/report.json"
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("+" if dirty else "")
