@@ -159,9 +159,10 @@ class Rollback:
     check, with the optimizer's state and the random state the step's noise was drawn from;
     the minibatches since are kept. When step t's bound is NaN or infinite,
     :meth:`restore` puts that copy back and replays the kept steps but the last: training is
-    deterministic, so the parameters are those of step t - 1 bit for bit, as a copy made at
-    every step would have kept them (what :func:`aevb.train.fit` did until it cost 4% of a
-    step of the paper's MNIST model on a 2-core CPU).
+    deterministic on the CPU, so the parameters are those of step t - 1 bit for bit (tested), as
+    a copy made at every step would have kept them (what :func:`aevb.train.fit` did until it
+    cost 4% of a step of the paper's MNIST model on a 2-core CPU). On a GPU the replay is as
+    deterministic as the device's kernels.
     """
 
     def __init__(
