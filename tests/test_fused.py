@@ -212,3 +212,48 @@ def test_a_non_finite_bound_mid_run_leaves_the_parameters_of_the_step_before_bit
         fit(failed, x, TrainConfig(samples=400 * M, **cfg), show_progress=False)
     for p, q in zip(failed.parameters(), before.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_the_step_follows_a_replaced_parameter_gradient_or_minibatch_size():
+    """The step keeps its buffers and views from one call to the next (FusedELBO's plan), but
+    not past a parameter, a .grad or a storage replaced, or another minibatch size."""
+
+    def fresh_grads(model, x):
+        torch.manual_seed(1)
+        bound = fused.FusedELBO(model).step(x)
+        return bound, [p.grad.clone() for p in model.parameters()]
+
+    model, x = _model(), _data(6)
+    step = fused.FusedELBO(model)
+    step.step(x)
+    changes = [
+        lambda m: m.zero_grad(set_to_none=True),  # new .grad tensors
+        lambda m: setattr(m.decoder.out, "weight", torch.nn.Parameter(m.decoder.out.weight * 2)),
+        lambda m: setattr(m.encoder.hidden.weight, "data", m.encoder.hidden.weight.data * 0.5),
+        lambda m: None,  # a smaller minibatch: below
+    ]
+    for i, change in enumerate(changes):
+        change(model)
+        batch = x[: 6 - i]
+        torch.manual_seed(1)
+        got = step.step(batch)
+        want, grads = fresh_grads(model, batch)
+        assert torch.equal(got, want)
+        for p, g in zip(model.parameters(), grads, strict=True):
+            assert torch.equal(p.grad, g)
+
+
+def test_an_encoder_output_past_the_certificate_computes_the_bound():
+    """log σ² = 70 is finite (σ² = 2.5e30) but past the [-64, 64] the certificate accepts: the
+    bound is computed (and finite), not assumed."""
+    model, x = _model(), _data(6)
+    with torch.no_grad():
+        model.encoder.out.bias[3:].fill_(70.0)
+    torch.manual_seed(1)
+    exact = fused.FusedELBO(model).step(x)
+    torch.manual_seed(1)
+    lazy = fused.FusedELBO(model).step(x, exact=False)
+    assert lazy is not None and torch.isfinite(lazy) and torch.equal(lazy, exact)
+    assert fused._surely_finite(torch.zeros(6, 12), torch.full((6, 6), 64.0))
+    assert not fused._surely_finite(torch.zeros(6, 12), torch.full((6, 6), -64.5))
+    assert not fused._surely_finite(torch.full((6, 12), 2e35), torch.zeros(6, 6))

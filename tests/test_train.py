@@ -261,3 +261,23 @@ def test_the_fast_optimizer_step_skips_a_parameter_without_a_gradient_as_adagrad
     train.optimizer_step(opt)()
     assert torch.equal(b, torch.ones(2)) and (a < 1).all()
     assert float(opt.state[a]["step"]) == 1 and float(opt.state[b]["step"]) == 0
+
+
+def test_the_fast_optimizer_step_keeps_the_step_counts_per_parameter(tmp_path):
+    """optimizer_step keeps the step counts in one tensor, a view of it per parameter in the
+    optimizer's state: Adagrad's own step, a state_dict saved and loaded (weights_only=True),
+    and a parameter without a gradient still count each parameter's steps."""
+    params, opt = _stepped("cpu", 3, True, fused=True)
+    counts = [float(opt.state[p]["step"]) for p in params]
+    assert counts == [3.0] * len(params)
+    params[0].grad = None
+    opt.step()  # torch's own step: counts the parameters with a gradient
+    assert float(opt.state[params[0]]["step"]) == 3 and float(opt.state[params[1]]["step"]) == 4
+    torch.save(opt.state_dict(), tmp_path / "opt.pt")
+    loaded = torch.optim.Adagrad(params, lr=0.05, fused=True)
+    loaded.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
+    assert [float(loaded.state[p]["step"]) for p in params] == [3.0] + [4.0] * (len(params) - 1)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    train.optimizer_step(loaded)()
+    assert [float(loaded.state[p]["step"]) for p in params] == [4.0] + [5.0] * (len(params) - 1)
