@@ -360,6 +360,7 @@ def throughput_run(report: dict, commit: str | None) -> dict:
         "created": report["created"],
         "commit": commit,
         "training_revision": TRAINING_REVISION,
+        "loop_version": _loops.LOOP_VERSION,
         "cpu": report["machine"].get("cpu"),
         "torch": report["machine"].get("torch"),
         "threads": tp.get("torch_threads"),
@@ -387,16 +388,23 @@ def run_revision(run: dict) -> int:
     return int(run.get("training_revision", 2))
 
 
+def run_version(run: dict) -> int:
+    """The version of ``fit``'s loop (:data:`benchmarks.loops.LOOP_VERSION`) a kept run
+    measured; runs written before the report recorded it measured the loop of their training
+    revision (versions 2 and 3 are revisions 2 and 3)."""
+    return int(run.get("loop_version", run_revision(run)))
+
+
 def pooled(
     runs: list[dict],
     target: float = TARGETS["ratio_vs_conventional"],
-    revision: int | None = None,
+    version: int | None = None,
 ) -> dict:
-    """Per model, every round of every run kept of the training code at ``revision`` (every
-    run when None): how many runs and rounds, the median of the rounds' ratios to the
+    """Per model, every round of every run kept of ``fit``'s loop at ``version`` (every run
+    when None): how many runs and rounds, the median of the rounds' ratios to the
     conventional loop, and how many rounds reach ``target``."""
-    if revision is not None:
-        runs = [run for run in runs if run_revision(run) == revision]
+    if version is not None:
+        runs = [run for run in runs if run_version(run) == version]
     rounds: dict[str, list[float]] = {}
     for run in runs:
         for name, case in run["cases"].items():
@@ -437,10 +445,10 @@ def summary(report: dict) -> dict:
     gpu = report.get("figure2", {}).get("gpu", {})
     out["figure2_gpu_hours"] = gpu.get("projected_hours_batched") if gpu.get("measured") else None
     if report.get("throughput_runs"):
-        # The verdict pools the runs of the training code measured now; earlier code's runs
-        # stay in the report (and in the book's chart) as its history.
-        out["every_cpu_run"] = pooled(report["throughput_runs"], revision=TRAINING_REVISION)
-        out["every_cpu_run_revision"] = TRAINING_REVISION
+        # The verdict pools the runs of the loop measured now; earlier loops' runs stay in the
+        # report (and in the book's chart) as its history.
+        out["every_cpu_run"] = pooled(report["throughput_runs"], version=_loops.LOOP_VERSION)
+        out["every_cpu_run_version"] = _loops.LOOP_VERSION
     return out
 
 

@@ -71,6 +71,15 @@ class Case:
         return sum(i * o + o for i, o in self.layers)
 
 
+#: The version of ``fit``'s loop that a throughput run measures, kept with each run so that
+#: the verdict pools only the runs of the loop measured now. To be raised with every change
+#: that makes the training step faster or slower, whether or not it changes what the step
+#: computes (that is :data:`aevb.cache.TRAINING_REVISION`, which a change of the arithmetic
+#: raises too). 2 and 3: the loops of training revisions 2 and 3. 4: revision 3's arithmetic,
+#: bit for bit, with the fused step's buffers, views and constants made once per minibatch
+#: size, a two-pass finiteness certificate, and the fused Adagrad kernel called directly.
+LOOP_VERSION = 4
+
 CASES = (
     Case("784-400-20, batch 128", 784, 400, 20, 128),
     Case("784-500-20, batch 100 (the paper's MNIST model)", 784, 500, 20, 100),

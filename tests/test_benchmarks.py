@@ -398,26 +398,36 @@ def test_every_measured_throughput_run_is_kept_in_order_and_pooled():
         assert report["throughput_runs"] == second["throughput_runs"]
 
 
-def test_the_verdict_pools_only_the_runs_of_the_training_code_measured_now():
-    """Runs of earlier training code (written before runs carried a revision: revision 2) stay
-    in the report, but a faster or slower step is not pooled with them."""
+def test_the_verdict_pools_only_the_runs_of_the_loop_measured_now():
+    """Runs of earlier loops (written before runs carried a version: the version of their
+    training revision, 2 before runs carried that too) stay in the report, but a faster or
+    slower step is not pooled with them."""
     new = bench.keep_runs({}, _measured_report("t2", [4.5, 4.1]), True, "def5678")
     assert new["throughput_runs"][0]["training_revision"] == bench.TRAINING_REVISION
+    assert new["throughput_runs"][0]["loop_version"] == bench._loops.LOOP_VERSION
     old_run = {**new["throughput_runs"][0], "created": "t1", "commit": "abc1234"}
-    del old_run["training_revision"]
+    del old_run["training_revision"], old_run["loop_version"]
     old_run["cases"] = {
         name: {**case, "ratio_vs_conventional_runs": [3.0, 3.1, 3.2]}
         for name, case in old_run["cases"].items()
     }
-    both = bench.keep_runs({"throughput_runs": [old_run]}, _measured_report("t3", [4.3]), True, "x")
-    assert [r["commit"] for r in both["throughput_runs"]] == ["abc1234", "x"]
+    revision_3 = {**old_run, "created": "t1.5", "commit": "bcd2345", "training_revision": 3}
+    both = bench.keep_runs(
+        {"throughput_runs": [old_run, revision_3]}, _measured_report("t3", [4.3]), True, "x"
+    )
+    assert [r["commit"] for r in both["throughput_runs"]] == ["abc1234", "bcd2345", "x"]
     assert bench.run_revision(both["throughput_runs"][0]) == 2
+    assert [bench.run_version(r) for r in both["throughput_runs"]] == [
+        2,
+        3,
+        bench._loops.LOOP_VERSION,
+    ]
     pool = both["summary"]["every_cpu_run"]["784-500-20, batch 100"]
-    assert both["summary"]["every_cpu_run_revision"] == bench.TRAINING_REVISION
-    if bench.TRAINING_REVISION != 2:
-        assert pool["runs"] == 1 and pool["rounds"] == 1 and pool["rounds_at_target"] == 1
+    assert both["summary"]["every_cpu_run_version"] == bench._loops.LOOP_VERSION
+    assert bench._loops.LOOP_VERSION > 3
+    assert pool["runs"] == 1 and pool["rounds"] == 1 and pool["rounds_at_target"] == 1
     everything = bench.pooled(both["throughput_runs"])["784-500-20, batch 100"]
-    assert everything["runs"] == 2 and everything["rounds"] == 4
+    assert everything["runs"] == 3 and everything["rounds"] == 7
 
 
 def test_a_run_that_measures_no_throughput_keeps_the_runs_of_the_report(tmp_path, one_thread):
