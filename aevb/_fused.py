@@ -40,9 +40,11 @@ def _surely_finite(logits: torch.Tensor, enc: torch.Tensor) -> bool:
     KL is below ½(e^64 + 64² + 65) when μ and log σ² lie in [−64, 64]. Two passes that keep
     nothing (``aminmax``), where summing |l| and the KL took six.
     """
-    lo, hi = torch.aminmax(logits)
-    lo_enc, hi_enc = torch.aminmax(enc)
-    lo, hi, lo_enc, hi_enc = float(lo), float(hi), float(lo_enc), float(hi_enc)
+    extremes = (*torch.aminmax(logits), *torch.aminmax(enc))
+    if logits.device.type == "cpu":
+        lo, hi, lo_enc, hi_enc = (float(v) for v in extremes)
+    else:  # one wait for the device, not four
+        lo, hi, lo_enc, hi_enc = torch.stack(extremes).tolist()
     kl_terms = enc.numel() // 2
     return (
         max(-lo, hi) * logits.numel() < _SAFE

@@ -3,6 +3,7 @@ JSON. Nothing here is timed: the numbers of a tiny run on a shared machine mean 
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -453,3 +454,34 @@ def test_the_commit_of_a_run_is_read_from_git_or_none(monkeypatch):
 
     monkeypatch.setattr(bench.subprocess, "run", no_git)
     assert bench._commit() is None
+
+
+def test_the_readme_states_the_pooled_ratios_of_the_committed_report():
+    """The README's throughput sentence is the committed report's verdict, not a copy that
+    drifts from it."""
+    root = Path(__file__).resolve().parents[1]
+    summary = json.loads((root / "benchmarks" / "report.json").read_text())["summary"]
+    readme = " ".join((root / "README.md").read_text(encoding="utf-8").split())
+    said = re.search(
+        r"Pooled over loop version (\d+)'s (\w+) runs, `fit` is ([\d.]+)x .*? \((\d+) of (\d+) "
+        r"rounds at 4x or more\) and ([\d.]+)x .*? \((\d+) of (\d+)\)",
+        readme,
+    )
+    assert said, "the README's sentence on the pooled runs is missing or reworded"
+    version, runs, r1, a1, n1, r2, a2, n2 = said.groups()
+    assert int(version) == summary["every_cpu_run_version"]
+    pooled = summary["every_cpu_run"]
+    small = next(v for k, v in pooled.items() if k.startswith("784-400-20"))
+    paper = next(v for k, v in pooled.items() if k.startswith("784-500-20"))
+    words = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+    assert runs == words.get(small["runs"], str(small["runs"]))
+    assert (float(r1), int(a1), int(n1)) == (
+        small["median_ratio_vs_conventional"],
+        small["rounds_at_target"],
+        small["rounds"],
+    )
+    assert (float(r2), int(a2), int(n2)) == (
+        paper["median_ratio_vs_conventional"],
+        paper["rounds_at_target"],
+        paper["rounds"],
+    )
