@@ -133,6 +133,10 @@ class _Plan:
         self.dz_sum = self.dz3[0] if L == 1 else empty(M, Z)
         self.h3, self.dh3 = empty(S, H3), empty(S, H3)
         self.out = empty(S, D)
+        # the transposes the backward pass multiplies by
+        self.out_t, self.dh3_t, self.d_enc_t, self.dh1_t = (
+            t.t() for t in (self.out, self.dh3, self.d_enc, self.dh1)
+        )
         # constants of the element-wise passes, as the Python numbers they replace
         cpu = functools.partial(torch.tensor, dtype=torch.float32)
         self.half, self.one, self.two = cpu(0.5), cpu(1.0), cpu(2.0)
@@ -230,11 +234,12 @@ class FusedELBO:
 
         # Backward, layer by layer (the 1/(ML) of d_out is folded into the multiplies).
         alpha = 1.0 / S
-        torch.addmm(p.gW4, d_out.t(), h3, beta=0.0, alpha=alpha, out=p.gW4)
+        d_out_t = p.out_t if d_out is out else d_out.t()  # d_out is computed in out's buffer
+        torch.addmm(p.gW4, d_out_t, h3, beta=0.0, alpha=alpha, out=p.gW4)
         torch.sum(d_out, 0, out=p.gb4).mul_(scale)
         dh3 = torch.addmm(p.dh3, d_out, p.W4, beta=0.0, alpha=alpha, out=p.dh3)
         da3 = torch.ops.aten.tanh_backward.grad_input(dh3, h3, grad_input=dh3)
-        torch.mm(da3.t(), z, out=p.gW3)
+        torch.mm(p.dh3_t, z, out=p.gW3)  # da3 is computed in dh3's buffer
         torch.sum(da3, 0, out=p.gb3)
         torch.mm(da3, p.W3, out=p.dz)
         dz3, dz_sum = p.dz3, p.dz_sum
@@ -247,11 +252,11 @@ class FusedELBO:
             torch.sum(dz3, 0, out=dz_sum)
         d_lv = torch.mul(dz_sum, sigma, out=p.d_lv)
         d_lv.mul_(half).add_(var.sub_(p.one), alpha=0.5 / M)
-        torch.mm(p.d_enc.t(), h1, out=p.gW2)
+        torch.mm(p.d_enc_t, h1, out=p.gW2)
         torch.sum(p.d_enc, 0, out=p.gb2)
         dh1 = torch.mm(p.d_enc, p.W2, out=p.dh1)
         da1 = torch.ops.aten.tanh_backward.grad_input(dh1, h1, grad_input=dh1)
-        torch.mm(da1.t(), x, out=p.gW1)
+        torch.mm(p.dh1_t, x, out=p.gW1)  # da1 is computed in dh1's buffer
         torch.sum(da1, 0, out=p.gb1)
         return bound
 

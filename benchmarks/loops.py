@@ -78,7 +78,8 @@ class Case:
 #: raises too). 2 and 3: the loops of training revisions 2 and 3. 4: revision 3's arithmetic,
 #: bit for bit, with the fused step's buffers, views and constants made once per minibatch
 #: size, a two-pass finiteness certificate, and the fused Adagrad kernel called directly.
-LOOP_VERSION = 4
+#: 5: version 4 with the transposes of the backward pass made once too.
+LOOP_VERSION = 5
 
 CASES = (
     Case("784-400-20, batch 128", 784, 400, 20, 128),
