@@ -257,3 +257,25 @@ def test_an_encoder_output_past_the_certificate_computes_the_bound():
     assert fused._surely_finite(torch.zeros(6, 12), torch.full((6, 6), 64.0))
     assert not fused._surely_finite(torch.zeros(6, 12), torch.full((6, 6), -64.5))
     assert not fused._surely_finite(torch.full((6, 12), 2e35), torch.zeros(6, 6))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("L", [1, 2])
+def test_on_cuda_the_step_equals_elbo_b_with_autograd_and_certifies_once(L):
+    """The plan's 0-dim CPU constants, the in-place tanh backward and the one-sync certificate
+    (torch.stack(...).tolist() off the CPU) on a CUDA device."""
+    model, x = _model().cuda(), _data(6).cuda()
+    torch.manual_seed(1)
+    bound = elbo_b(model, x, L).mean()
+    model.zero_grad()
+    (-bound).backward()
+    expected = [p.grad.clone() for p in model.parameters()]
+    step = fused.FusedELBO(model, L)
+    torch.manual_seed(1)
+    got = step.step(x)
+    assert float(got) == pytest.approx(float(bound.detach()), rel=1e-5)
+    for p, g in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-6)
+    torch.manual_seed(1)
+    assert step.step(x, exact=False) is None
+    assert not fused._surely_finite(torch.full((6, 12), float("nan"), device="cuda"), x[:, :6])

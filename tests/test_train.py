@@ -281,3 +281,14 @@ def test_the_fast_optimizer_step_keeps_the_step_counts_per_parameter(tmp_path):
         p.grad = torch.ones_like(p)
     train.optimizer_step(loaded)()
     assert [float(loaded.state[p]["step"]) for p in params] == [4.0] + [5.0] * (len(params) - 1)
+
+
+@_on_cuda
+def test_dynamic_binarization_on_a_cuda_generator():
+    x = torch.tensor([0.0, 0.25, 0.5, 1.0], device="cuda").repeat(50_000, 1)
+    g = train.binarize_generator(torch.device("cuda"), 0, torch.Generator())
+    b = train.binarize_batch(x, g)
+    assert b.device.type == "cuda" and b.dtype == torch.float32
+    p = b.mean(0).cpu()
+    assert p[0] == 0.0 and p[-1] == 1.0
+    assert abs(float(p[1]) - 0.25) < 0.01 and abs(float(p[2]) - 0.5) < 0.01
