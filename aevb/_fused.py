@@ -29,6 +29,7 @@ from .models import VAE, BernoulliMLPDecoder, GaussianMLPDecoder, GaussianMLPEnc
 _LOG_2PI = math.log(2.0 * math.pi)
 _SAFE = 1e37  # far below float32's largest, 3.4e38: sums of such terms cannot overflow
 _ENC_SAFE = 64.0  # |μ|, |log σ²| up to which the KL term is certainly finite (e^64 = 6.2e27)
+_KL_TERM_MAX = 0.5 * (math.exp(_ENC_SAFE) + _ENC_SAFE**2 + _ENC_SAFE + 1)  # one term's bound there
 
 
 def _surely_finite(logits: torch.Tensor, enc: torch.Tensor) -> bool:
@@ -50,7 +51,7 @@ def _surely_finite(logits: torch.Tensor, enc: torch.Tensor) -> bool:
         max(-lo, hi) * logits.numel() < _SAFE
         and -_ENC_SAFE <= lo_enc
         and hi_enc <= _ENC_SAFE
-        and kl_terms * 0.5 * (math.exp(_ENC_SAFE) + _ENC_SAFE**2 + _ENC_SAFE + 1) < _SAFE
+        and kl_terms * _KL_TERM_MAX < _SAFE
     )
 
 
